@@ -1,0 +1,87 @@
+"""The `xmeta` command end to end on a tiny encoder and toy files, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xmeta.cli import main
+
+
+@pytest.fixture
+def meta_model(tmp_path, tiny_encoder_dir, toy_jsonl):
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8, name="train.jsonl")
+    out = tmp_path / "meta"
+    rc = main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(out),
+               "--steps", "3", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2"])
+    assert rc == 0
+    return out
+
+
+def run_error(capsys, argv: list[str]) -> str:
+    """Run a failing command; it must exit 2 with exactly one line on stderr."""
+    with pytest.raises(SystemExit) as exc:
+        raise SystemExit(main(argv))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_meta_train_adapt_evaluate_predict(tmp_path, meta_model, toy_jsonl, capsys):
+    few = toy_jsonl(["yo"], per_class=2, seed=1, name="yo_few.jsonl")
+    test = toy_jsonl(["yo"], per_class=4, seed=2, name="yo_test.jsonl")
+    assert main(["adapt", "--model", str(meta_model), "--lang", "yo", "--train", str(few),
+                 "--out", str(tmp_path / "yo"), "--steps", "3"]) == 0
+    assert (tmp_path / "yo" / "adapters" / "yo" / "adapter_model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(tmp_path / "yo"), "--test", str(test), "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["lang"] == "yo" and report["adapter"] == "yo" and report["n"] == 12
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["n"] == 12
+    assert main(["predict", "--model", str(tmp_path / "yo"), "--text", "cat dog", "rice"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == ["cat dog", "rice"]
+    assert all(line["label"] in {"animal", "food", "travel"} for line in lines)
+
+
+def test_bad_flag_and_unknown_command(capsys):
+    assert "invalid int value" in run_error(capsys, ["meta-train", "--out", "x", "--steps", "many"])
+    assert "unknown command" in run_error(capsys, ["train-everything"])
+
+
+@pytest.mark.parametrize(
+    ("args", "culprit"),
+    [
+        (["--steps", "-1"], "--steps must be at least 1"),
+        (["--inner_lr", "0"], "--inner_lr must be a positive number"),
+        (["--lora_r", "0"], "--lora_r must be at least 1"),
+        (["--meta_batch", "5"], "--meta_batch 5 exceeds the 3 source languages"),
+        (["--sources", "aa,zz"], "no rows for language 'zz'"),
+    ],
+)
+def test_meta_train_user_mistakes(tmp_path, tiny_encoder_dir, toy_jsonl, capsys, args, culprit):
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
+    out = tmp_path / "never"
+    err = run_error(capsys, ["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir),
+                             "--out", str(out), "--steps", "2", *args])
+    assert culprit in err
+    assert not out.exists()
+
+
+def test_data_mistakes_name_the_culprit(tmp_path, meta_model, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "cat", "label": "animal"}\n{"text": "dog", "label": \n', encoding="utf-8")
+    assert f"{bad}:2" in run_error(capsys, ["adapt", "--model", str(meta_model), "--lang", "yo", "--train", str(bad),
+                                            "--out", str(tmp_path / "o")])
+    unseen = tmp_path / "unseen.jsonl"
+    unseen.write_text('{"text": "sun", "label": "weather"}\n', encoding="utf-8")
+    assert "unseen label 'weather'" in run_error(capsys, ["evaluate", "--model", str(meta_model), "--lang", "yo",
+                                                          "--test", str(unseen)])
+    assert "does not exist" in run_error(capsys, ["predict", "--model", str(tmp_path / "nope"), "--text", "x"])
+    (tmp_path / "taken").mkdir()
+    assert "exists" in run_error(capsys, ["adapt", "--model", str(meta_model), "--lang", "yo", "--train", str(unseen),
+                                          "--out", str(tmp_path / "taken")])
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,107 @@
+"""XMetaForSequenceClassification: adapters, save/load, pickle refusal, export to plain transformers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from tests.conftest import TOY_WORDS, toy_rows
+from xmeta import XMetaForSequenceClassification
+from xmeta.errors import ArgumentError, DataError, ModelFolderError
+
+TEXTS = ["cat dog", "rice soup tea", "train road", "owl xyz"]
+
+
+def _adapted(model, lang: str = "yo"):
+    rows = toy_rows(lang, 3, 0)
+    model.adapt([(r["text"], r["label"]) for r in rows], lang=lang, steps=3, lr=0.5)
+    return model
+
+
+def test_forward_and_labels(tiny_model):
+    probs = tiny_model.predict_proba(TEXTS)
+    assert probs.shape == (4, 3)
+    assert torch.allclose(probs.sum(-1), torch.ones(4))
+    assert set(tiny_model.predict(TEXTS)) <= set(TOY_WORDS)
+
+
+def test_only_lora_and_head_train(tiny_model):
+    names = list(tiny_model.fast_parameters())
+    assert names and all(".meta." in n and ("lora_" in n or "modules_to_save" in n) for n in names)
+    encoder = tiny_model.peft.base_model.model.encoder
+    assert not any(p.requires_grad for n, p in encoder.named_parameters() if "lora_" not in n)
+
+
+def test_adapt_makes_a_separate_language_adapter(tiny_model):
+    theta = {n: p.clone() for n, p in tiny_model.adapter_state("meta").items()}
+    _adapted(tiny_model)
+    assert tiny_model.languages() == ["yo"]
+    assert all(torch.equal(theta[n], p) for n, p in tiny_model.adapter_state("meta").items())
+    assert not torch.allclose(tiny_model.predict_proba(TEXTS, lang="yo"), tiny_model.predict_proba(TEXTS, lang="meta"))
+
+
+def test_adapt_rejects_unknown_label(tiny_model):
+    with pytest.raises(DataError, match="'weather'"):
+        tiny_model.adapt([("cat", "weather")], lang="yo")
+    with pytest.raises(ArgumentError, match="meta"):
+        tiny_model.adapt([("cat", "animal")], lang="meta")
+
+
+def test_save_load_round_trip(tiny_model, tmp_path):
+    _adapted(tiny_model)
+    tiny_model.save_pretrained(tmp_path / "m")
+    files = {p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*") if p.is_file()}
+    assert {"config.json", "model.safetensors", "README.md", "adapters/yo/adapter_model.safetensors",
+            "adapters/yo/adapter_config.json"} <= files
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    for lang in ("meta", "yo"):
+        assert torch.equal(loaded.predict_proba(TEXTS, lang=lang), tiny_model.predict_proba(TEXTS, lang=lang))
+    auto = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert isinstance(auto, XMetaForSequenceClassification)
+    assert "yo" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_pickle_weights_are_refused(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ModelFolderError, match="pytorch_model.bin: pickle weights are refused"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+
+
+def test_newer_or_corrupt_folders_are_refused(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "xmeta_version": "99.0.0"}))
+    with pytest.raises(ModelFolderError, match="99.0.0"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelFolderError, match="corrupt safetensors"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    with pytest.raises(ModelFolderError, match="does not exist"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "nowhere")
+
+
+def test_save_refuses_existing_folder_without_overwrite(tiny_model, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "keep.txt").write_text("mine")
+    with pytest.raises(ArgumentError, match="exists"):
+        tiny_model.save_pretrained(tmp_path / "m", overwrite=False)
+    assert (tmp_path / "m" / "keep.txt").read_text() == "mine"
+
+
+def test_export_merged_loads_in_plain_transformers_with_equal_logits(tiny_model, tmp_path):
+    _adapted(tiny_model)
+    tiny_model.export_merged(tmp_path / "plain", lang="yo")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    expected = torch.log(tiny_model.predict_proba(TEXTS, lang="yo"))
+    for i, text in enumerate(TEXTS):
+        with torch.no_grad():
+            logits = plain(**tok(text, return_tensors="pt")).logits
+        assert torch.allclose(logits.log_softmax(-1)[0], expected[i], atol=1e-5)
+    clf = pipeline("text-classification", model=plain, tokenizer=tok)
+    assert [r["label"] for r in clf(TEXTS)] == tiny_model.predict(TEXTS, lang="yo")

@@ -1,0 +1,8 @@
+"""xmeta: cross-lingual meta-transfer with first-order MAML over LoRA adapters."""
+
+from .config import XMetaConfig
+from .errors import XMetaError
+from .modeling import XMetaForSequenceClassification
+from .version import __version__
+
+__all__ = ["XMetaConfig", "XMetaError", "XMetaForSequenceClassification", "__version__"]

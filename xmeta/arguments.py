@@ -1,0 +1,101 @@
+"""Command-line arguments as dataclasses (parsed by transformers' `HfArgumentParser`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ArgumentError
+
+
+def split_list(value: str, flag: str) -> list[str]:
+    """``"de,fr, es"`` -> ``["de", "fr", "es"]``; an empty item names the flag."""
+    items = [v.strip() for v in value.split(",")] if value else []
+    if any(not v for v in items):
+        raise ArgumentError(f"{flag}: empty item in {value!r}")
+    return items
+
+
+def int_list(value: str, flag: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in split_list(value, flag)]
+    except ValueError as err:
+        raise ArgumentError(f"{flag}: expected comma-separated whole numbers, got {value!r}") from err
+    if any(n < 0 for n in numbers):
+        raise ArgumentError(f"{flag}: values must not be negative (got {value!r})")
+    return numbers
+
+
+@dataclass
+class DataArguments:
+    """Where labelled data comes from: a task card, or the user's own files."""
+
+    task: str = field(default="cldr-emoji", metadata={"help": "task card name (tasks/*.yaml) or path to a .yaml card"})
+    text_column: str = field(default="text", metadata={"help": "text column in --train/--test files"})
+    label_column: str = field(default="label", metadata={"help": "label column in --train/--test files"})
+    lang_column: str = field(default="lang", metadata={"help": "language column in --train/--test files"})
+
+
+@dataclass
+class EncoderArguments:
+    encoder: str = field(default="embedded", metadata={"help": "'embedded' (multilingual-e5-small), a hub id or a local HF folder"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    max_length: int = field(default=64, metadata={"help": "longest input in tokens"})
+
+    def validate(self) -> None:
+        if self.lora_r < 1:
+            raise ArgumentError(f"--lora_r must be at least 1 (got {self.lora_r})")
+        if self.lora_alpha < 1:
+            raise ArgumentError(f"--lora_alpha must be at least 1 (got {self.lora_alpha})")
+        if not 0 <= self.lora_dropout < 1:
+            raise ArgumentError(f"--lora_dropout must be in [0, 1) (got {self.lora_dropout})")
+        if self.max_length < 8:
+            raise ArgumentError(f"--max_length must be at least 8 (got {self.max_length})")
+
+
+@dataclass
+class MetaTrainCommand:
+    out: str = field(metadata={"help": "output model folder"})
+    sources: str = field(default="", metadata={"help": "comma-separated source languages (default: the task card's)"})
+    train_file: str = field(default="", metadata={"help": "JSONL/CSV/TSV with text,label,lang instead of a task card"})
+    adapt_steps: int = field(default=10, metadata={"help": "default SGD steps when adapting to a new language"})
+    overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
+
+
+@dataclass
+class AdaptCommand:
+    model: str = field(metadata={"help": "meta-trained model folder"})
+    lang: str = field(metadata={"help": "code of the new language (names its adapter)"})
+    out: str = field(metadata={"help": "output model folder (the model plus the new adapter)"})
+    train: str = field(default="", metadata={"help": "labelled examples (JSONL/CSV/TSV); else --shots from the task's train split"})
+    shots: int = field(default=4, metadata={"help": "examples per class drawn from the task when no --train file"})
+    seed: int = field(default=0, metadata={"help": "seed for drawing shots and for adaptation"})
+    steps: int = field(default=0, metadata={"help": "adaptation SGD steps (0: the model's default)"})
+    lr: float = field(default=0.0, metadata={"help": "adaptation learning rate (0: the meta-learned inner rate)"})
+    overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
+
+
+@dataclass
+class EvaluateCommand:
+    model: str = field(metadata={"help": "model folder"})
+    lang: str = field(default="", metadata={"help": "language to score (adapter and task language)"})
+    test: str = field(default="", metadata={"help": "labelled test file; else the task's test split of --lang"})
+    shots: str = field(default="", metadata={"help": "few-shot protocol: comma-separated K per class, e.g. 0,4,16"})
+    seeds: int = field(default=3, metadata={"help": "shot seeds per K in the few-shot protocol"})
+    steps: int = field(default=0, metadata={"help": "adaptation steps in the protocol (0: the model's default)"})
+    out: str = field(default="", metadata={"help": "folder for results.json, results.md and the plot"})
+    overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
+
+
+@dataclass
+class PredictCommand:
+    model: str = field(metadata={"help": "model folder"})
+    text: list[str] = field(default_factory=list, metadata={"help": "text(s) to classify"})
+    file: str = field(default="", metadata={"help": "file with one text per line"})
+    lang: str = field(default="", metadata={"help": "adapter to use (default: the only adapted language, else θ)"})
+
+
+@dataclass
+class PrepareEncoderCommand:
+    force: bool = field(default=False, metadata={"help": "convert again even if the cache is complete"})

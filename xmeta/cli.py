@@ -1,0 +1,76 @@
+"""The `xmeta` command. User mistakes print one line and exit 2; no tracebacks for them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import transformers
+from transformers import HfArgumentParser
+
+from .arguments import (
+    AdaptCommand,
+    DataArguments,
+    EncoderArguments,
+    EvaluateCommand,
+    MetaTrainCommand,
+    PredictCommand,
+    PrepareEncoderCommand,
+)
+from .errors import XMetaError
+from .meta.trainer import MetaTrainingArguments
+
+USAGE_EXIT = 2
+
+
+class OneLineParser(HfArgumentParser):
+    """argparse prints usage plus the error; a bad flag deserves one line naming it."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(USAGE_EXIT)
+
+
+def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
+    from . import commands
+
+    return {
+        "prepare-encoder": ((PrepareEncoderCommand,), "convert the embedded multilingual-e5-small into a cached HF folder",
+                            commands.prepare_encoder),
+        "meta-train": ((MetaTrainCommand, DataArguments, EncoderArguments, MetaTrainingArguments),
+                       "first-order MAML over language episodes", commands.meta_train),
+        "adapt": ((AdaptCommand, DataArguments), "few-shot adaptation to a new language", commands.adapt),
+        "evaluate": ((EvaluateCommand, DataArguments), "score a model, or run the K-shot protocol", commands.evaluate),
+        "predict": ((PredictCommand,), "labels and scores for texts", commands.predict),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    table = _commands()
+    if not argv or argv[0] in ("-h", "--help"):
+        lines = ["usage: xmeta COMMAND [flags]   (xmeta COMMAND --help for its flags)", ""]
+        lines += [f"  {name:<16} {help_}" for name, (_, help_, _) in table.items()]
+        print("\n".join(lines))
+        return 0 if argv else USAGE_EXIT
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        sys.stderr.write(f"xmeta: error: unknown command {name!r} (choose from {', '.join(table)})\n")
+        return USAGE_EXIT
+    transformers.logging.set_verbosity_error()  # load reports and weight bars would bury the one line that matters
+    transformers.logging.disable_progress_bar()
+    classes, help_, run = table[name]
+    parser = OneLineParser(classes, prog=f"xmeta {name}", description=help_)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=rest)
+        return run(*parsed)
+    except XMetaError as err:
+        sys.stderr.write(f"xmeta {name}: error: {err}\n")
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        sys.stderr.write(f"xmeta {name}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""What each `xmeta` subcommand does, given its parsed argument dataclasses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .arguments import (
+    AdaptCommand,
+    DataArguments,
+    EncoderArguments,
+    EvaluateCommand,
+    MetaTrainCommand,
+    PredictCommand,
+    PrepareEncoderCommand,
+    int_list,
+    split_list,
+)
+from .data import (
+    Columns,
+    EpisodeSampler,
+    LabelMap,
+    LanguageTask,
+    load_language_tasks,
+    load_task_card,
+    read_file,
+    sample_k_shot,
+    tasks_from_dataset,
+)
+from .errors import ArgumentError, DataError
+from .fileio import atomic_directory
+from .meta.trainer import MetaTrainer, MetaTrainingArguments
+from .modeling import META_ADAPTER, XMetaForSequenceClassification
+from .modeling.serialization import read_config
+
+
+def _columns(data: DataArguments) -> Columns:
+    return Columns(text=data.text_column, label=data.label_column, lang=data.lang_column)
+
+
+def _refuse_existing(out: str, overwrite: bool) -> None:
+    """Fail before hours of work, not after: the final write checks again."""
+    if out and Path(out).exists() and not overwrite:
+        raise ArgumentError(f"{out}: output folder exists (pass --overwrite to replace it)")
+
+
+def file_tasks(path: str, data: DataArguments, label_map: LabelMap | None, lang: str | None = None) -> dict[str, LanguageTask]:
+    """The languages of a user's labelled file (``lang`` fills a missing language column)."""
+    return tasks_from_dataset(read_file(path, _columns(data), lang=lang or None), label_map, origin=path)
+
+
+def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMap) -> LanguageTask:
+    card = load_task_card(data.task)
+    task = load_language_tasks(card, [lang], split)[lang]
+    if task.label_map != label_map:
+        raise DataError(f"task {card.name}: its labels ({', '.join(task.label_map.names)}) differ from the model's")
+    return task
+
+
+def model_label_map(model_dir: str) -> LabelMap:
+    """The model's labels, read from its config alone: data errors surface before any weights load."""
+    return LabelMap(tuple(read_config(Path(model_dir)).labels))
+
+
+def prepare_encoder(cmd: PrepareEncoderCommand) -> int:
+    from .encoders import embedded_encoder_path
+
+    print(embedded_encoder_path(force=cmd.force))
+    return 0
+
+
+def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments, train: MetaTrainingArguments) -> int:
+    enc.validate()
+    train.validate()
+    _refuse_existing(cmd.out, cmd.overwrite)
+    if cmd.adapt_steps < 1:
+        raise ArgumentError(f"--adapt_steps must be at least 1 (got {cmd.adapt_steps})")
+    if cmd.train_file:
+        tasks = file_tasks(cmd.train_file, data, None)
+        if cmd.sources:
+            wanted = split_list(cmd.sources, "--sources")
+            missing = [lang for lang in wanted if lang not in tasks]
+            if missing:
+                raise DataError(f"{cmd.train_file}: no rows for language '{missing[0]}'")
+            tasks = {lang: tasks[lang] for lang in wanted}
+        dev_tasks, labels, task_name = None, next(iter(tasks.values())).label_map.names, Path(cmd.train_file).name
+    else:
+        card = load_task_card(data.task)
+        sources = split_list(cmd.sources, "--sources") if cmd.sources else list(card.sources)
+        if not sources:
+            raise DataError(f"task {card.name}: zero source languages left")
+        tasks = load_language_tasks(card, sources, "train")
+        dev_tasks = load_language_tasks(card, sources, "dev")
+        labels, task_name = card.labels, card.name
+    n_way = train.n_way or None
+    sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
+    dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
+    if train.meta_batch > len(tasks):
+        raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")
+    model = XMetaForSequenceClassification.for_labels(
+        labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
+        max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
+    )
+    trainer = MetaTrainer(model, sampler, train, dev_sampler)
+    history = trainer.train(checkpoint_dir=Path(cmd.out).parent / f".{Path(cmd.out).name}.checkpoints")
+    model.config.scores = {"dev": {"episode_accuracy": round(history[-1].dev_accuracy, 4)}} if history[-1].dev_accuracy is not None else {}
+    model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
+    step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
+    print(f"saved {cmd.out}  ({len(history)} meta-steps, median {step_seconds:.2f} s/step)")
+    return 0
+
+
+def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
+    _refuse_existing(cmd.out, cmd.overwrite)
+    label_map = model_label_map(cmd.model)
+    if cmd.train:
+        task = file_tasks(cmd.train, data, label_map, lang=cmd.lang).get(cmd.lang)
+        if task is None:
+            raise DataError(f"{cmd.train}: no rows for language '{cmd.lang}'")
+        rows = range(len(task))
+    else:
+        task = task_language(data, cmd.lang, "train", label_map)
+        rows = sample_k_shot(task, cmd.shots, cmd.seed)
+    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    examples = [(task.texts[i], model.config.id2label[task.labels[i]]) for i in rows]
+    result = model.adapt(examples, lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed)
+    model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
+    print(f"adapted {cmd.lang} on {result.examples} examples in {result.seconds:.1f} s "
+          f"({result.steps} steps, support loss {result.support_loss:.3f}); saved {cmd.out}")
+    return 0
+
+
+def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
+    from .evaluation import few_shot_evaluation, markdown_table, score_texts, write_report
+
+    _refuse_existing(cmd.out, cmd.overwrite)
+    label_map = model_label_map(cmd.model)
+    adapted = read_config(Path(cmd.model)).adapted_languages
+    lang = cmd.lang or (adapted[0] if len(adapted) == 1 else "")
+    if not lang:
+        raise ArgumentError("--lang is required (the model has no single adapted language)")
+    if cmd.shots:
+        shots = int_list(cmd.shots, "--shots")
+        if cmd.seeds < 1:
+            raise ArgumentError(f"--seeds must be at least 1 (got {cmd.seeds})")
+        train = task_language(data, lang, "train", label_map)
+        test = file_tasks(cmd.test, data, label_map, lang)[lang] if cmd.test else task_language(data, lang, "test", label_map)
+        model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+        evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None)
+        table = markdown_table([evaluation])
+        if cmd.out:
+            write_report(Path(cmd.out), [evaluation], {"model": cmd.model, "task": data.task, "shots": shots,
+                                                      "seeds": cmd.seeds}, overwrite=cmd.overwrite)
+        print(table, end="")
+        return 0
+    tasks = file_tasks(cmd.test, data, label_map, lang) if cmd.test else {lang: task_language(data, lang, "test", label_map)}
+    if lang not in tasks:
+        raise DataError(f"{cmd.test}: no rows for language '{lang}'")
+    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    adapter = lang if lang in model.languages() else META_ADAPTER
+    scores = score_texts(model, tasks[lang].texts, tasks[lang].labels, lang=adapter)
+    report = {"model": cmd.model, "lang": lang, "adapter": adapter, "n": len(tasks[lang]), **scores}
+    if cmd.out:
+        from .fileio import write_json
+
+        with atomic_directory(Path(cmd.out), overwrite=cmd.overwrite) as tmp:
+            write_json(tmp / "results.json", report)
+    print(json.dumps(report))
+    return 0
+
+
+def predict(cmd: PredictCommand) -> int:
+    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    texts = list(cmd.text)
+    if cmd.file:
+        path = Path(cmd.file)
+        if not path.is_file():
+            raise DataError(f"{path}: file not found")
+        try:
+            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not UTF-8 (byte {err.start})") from err
+    if not texts:
+        raise ArgumentError("give --text or --file")
+    lang = cmd.lang or (model.languages()[0] if len(model.languages()) == 1 else META_ADAPTER)
+    probs = model.predict_proba(texts, lang=lang)
+    for text, row in zip(texts, probs.tolist()):
+        best = max(range(len(row)), key=row.__getitem__)
+        sys.stdout.write(json.dumps({"text": text, "label": model.config.id2label[best], "score": round(row[best], 4)},
+                                    ensure_ascii=False) + "\n")
+    return 0

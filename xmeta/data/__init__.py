@@ -1,0 +1,32 @@
+"""Data stage: task cards and readers -> one LanguageTask per language -> episodes."""
+
+from xmeta.data.cards import SplitSpec, TaskCard, available_tasks, load_task_card
+from xmeta.data.cldr import CldrSource, available_locales
+from xmeta.data.collate import encode_texts
+from xmeta.data.readers import Columns, read_file, read_hf_dataset
+from xmeta.data.sampler import Episode, EpisodeSampler, sample_k_shot
+from xmeta.data.splits import Split, assign_item_splits, select_split
+from xmeta.data.task import LabelMap, LanguageTask, load_language_tasks, tasks_from_dataset
+
+__all__ = [
+    "CldrSource",
+    "Columns",
+    "Episode",
+    "EpisodeSampler",
+    "LabelMap",
+    "LanguageTask",
+    "Split",
+    "SplitSpec",
+    "TaskCard",
+    "assign_item_splits",
+    "available_locales",
+    "available_tasks",
+    "encode_texts",
+    "load_language_tasks",
+    "load_task_card",
+    "read_file",
+    "read_hf_dataset",
+    "sample_k_shot",
+    "select_split",
+    "tasks_from_dataset",
+]

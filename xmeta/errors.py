@@ -1,0 +1,27 @@
+"""Errors a user can cause. The CLI prints ``str(error)`` on one line and exits 2."""
+
+from __future__ import annotations
+
+
+class XMetaError(Exception):
+    """Base class: a mistake in the user's input, files or flags (never a bug in xmeta)."""
+
+
+class DataError(XMetaError):
+    """A data file, column, label, language or split that cannot be used as given."""
+
+
+class TaskCardError(XMetaError):
+    """An unknown task name or a malformed task card."""
+
+
+class EncoderError(XMetaError):
+    """An encoder that cannot be found, converted or loaded."""
+
+
+class ModelFolderError(XMetaError):
+    """A model folder that is missing, corrupt, unsafe (pickle) or from a newer xmeta."""
+
+
+class ArgumentError(XMetaError):
+    """A flag or argument value outside what makes sense (negative steps, lr 0, ...)."""

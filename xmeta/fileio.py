@@ -1,0 +1,53 @@
+"""Writing folders and files so that a crash, a full disk or a bad flag never leaves half of one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import ArgumentError, XMetaError
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
+
+    An existing ``path`` is refused unless ``overwrite``; on any error the temporary folder is
+    removed and ``path`` is left exactly as it was.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ArgumentError(f"{path}: output folder exists (pass --overwrite / overwrite=True to replace it)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as err:
+        raise XMetaError(f"{path}: cannot write here ({err.strerror})") from err
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise XMetaError(f"{path}: writing failed, nothing was changed ({err.strerror})") from err
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    """Write JSON through a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)

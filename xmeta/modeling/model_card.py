@@ -1,0 +1,36 @@
+"""The README.md written into every model folder: what it is, what it knows, how well it does."""
+
+from __future__ import annotations
+
+from ..config import XMetaConfig
+
+
+def model_card(config: XMetaConfig) -> str:
+    sources = ", ".join(config.source_languages) or "none recorded"
+    adapted = ", ".join(config.adapted_languages) or "none yet"
+    lines = [
+        "---",
+        "library_name: xmeta",
+        "tags: [xmeta, cross-lingual, meta-learning, lora, few-shot]",
+        "---",
+        "# xmeta sequence classifier",
+        "",
+        f"- Encoder: `{config.encoder}` (frozen; input prefix `{config.encoder_prefix}`)",
+        f"- Task: `{config.task or 'custom'}`; labels: {', '.join(config.labels)}",
+        f"- LoRA: r={config.lora_r}, alpha={config.lora_alpha}, targets {', '.join(config.lora_target_modules)}",
+        f"- Meta-trained on: {sources}",
+        f"- Adapted languages (one peft adapter each under `adapters/`): {adapted}",
+        f"- Inner loop: {config.inner_steps} SGD steps at lr {config.inner_lr}; adaptation: {config.adapt_steps} steps",
+        "",
+        "```python",
+        "from xmeta import XMetaForSequenceClassification",
+        "model = XMetaForSequenceClassification.from_pretrained('THIS_FOLDER')",
+        "model.predict(['...'], lang='LANG')",
+        "```",
+    ]
+    if config.scores:
+        lines += ["", "## Scores", "", "| language | metric | value |", "|---|---|---|"]
+        for lang, metrics in sorted(config.scores.items()):
+            for metric, value in sorted(metrics.items()):
+                lines.append(f"| {lang} | {metric} | {value} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,228 @@
+"""`XMetaForSequenceClassification`: frozen encoder + peft LoRA per language + mean-pooled head."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from ..config import XMetaConfig
+from ..data.collate import encode_texts
+from ..encoders import load_encoder, resolve_encoder
+from ..errors import ArgumentError, DataError
+from .classifier import PooledClassifier
+
+META_ADAPTER = "meta"
+_LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+def check_language_code(lang: str) -> str:
+    """Language codes name adapters and folders, so they must be short and plain."""
+    if not _LANG_RE.match(lang or "") or lang == META_ADAPTER:
+        raise ArgumentError(f"language code {lang!r} is not usable (letters, digits, '-', '_'; not 'meta')")
+    return lang
+
+
+class XMetaPreTrainedModel(PreTrainedModel):
+    """Binds xmeta models to `XMetaConfig`; weights never come from transformers' own loader."""
+
+    config_class = XMetaConfig
+    base_model_prefix = "xmeta"
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """The encoder is pretrained and the head initialises itself: nothing to do here."""
+
+
+class XMetaForSequenceClassification(XMetaPreTrainedModel):
+    """Sentence classifier whose fast weights (LoRA + head) are one peft adapter per language.
+
+    Adapter ``meta`` holds the meta-learned initialisation θ; ``adapt`` copies it into a new
+    adapter named by the language code and fine-tunes that copy on the user's few examples.
+    """
+
+    def __init__(
+        self,
+        config: XMetaConfig,
+        encoder: PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
+        super().__init__(config)
+        if encoder is None or tokenizer is None:
+            settings = resolve_encoder(config.encoder)
+            encoder, tokenizer = load_encoder(settings)
+            if not config.lora_target_modules:
+                config.lora_target_modules = list(settings.lora_target_modules)
+        if not config.lora_target_modules:
+            raise ArgumentError("lora_target_modules is empty: name the encoder's attention projections")
+        if config.id2label is None or not config.id2label:
+            raise ArgumentError("the config has no labels (id2label)")
+        config.label2id = {name: i for i, name in enumerate(config.labels)}
+        encoder.requires_grad_(False)
+        self.tokenizer = tokenizer
+        base = PooledClassifier(encoder, config.num_labels, config.classifier_dropout)
+        self.peft = get_peft_model(base, self.lora_config(), adapter_name=META_ADAPTER)
+        self.post_init()
+
+    def lora_config(self) -> LoraConfig:
+        c = self.config
+        return LoraConfig(
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=list(c.lora_target_modules),
+            modules_to_save=["classifier"],
+            base_model_name_or_path=c.encoder,
+        )
+
+    # ----------------------------------------------------------------- adapters
+    @property
+    def active_language(self) -> str:
+        return self.peft.active_adapter
+
+    def languages(self) -> list[str]:
+        """Languages with their own adapter (the meta initialisation excluded)."""
+        return [name for name in self.peft.peft_config if name != META_ADAPTER]
+
+    def use_language(self, lang: str | None) -> None:
+        """Route forward passes through ``lang``'s adapter (``None``: the meta initialisation)."""
+        name = lang or META_ADAPTER
+        if name not in self.peft.peft_config:
+            known = ", ".join(self.languages()) or "none"
+            raise DataError(f"language {name!r} has no adapter in this model (adapted: {known})")
+        self.peft.set_adapter(name)
+        self.peft.base_model.model.encoder.requires_grad_(False)
+        self._freeze_other_adapters(name)
+
+    def _freeze_other_adapters(self, active: str) -> None:
+        for pname, p in self.peft.named_parameters():
+            p.requires_grad_(f".{active}." in pname and ("lora_" in pname or "modules_to_save" in pname))
+
+    def start_language(self, lang: str) -> None:
+        """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
+        check_language_code(lang)
+        if lang in self.peft.peft_config:
+            self.peft.delete_adapter(lang)
+        self.peft.add_adapter(lang, self.lora_config())
+        meta = self.adapter_state(META_ADAPTER)
+        params = dict(self.peft.named_parameters())
+        with torch.no_grad():
+            for name, value in meta.items():
+                params[name.replace(f".{META_ADAPTER}.", f".{lang}.")].copy_(value)
+        self.use_language(lang)
+        if lang not in self.config.adapted_languages:
+            self.config.adapted_languages.append(lang)
+
+    def drop_language(self, lang: str) -> None:
+        """Forget ``lang``'s adapter (e.g. a scratch adapter used for evaluation)."""
+        if lang in self.peft.peft_config:
+            if self.active_language == lang:
+                self.use_language(None)
+            self.peft.delete_adapter(lang)
+        if lang in self.config.adapted_languages:
+            self.config.adapted_languages.remove(lang)
+
+    def adapter_state(self, adapter: str) -> dict[str, torch.Tensor]:
+        """The adapter's own tensors (LoRA A/B and its head copy), keyed by parameter name."""
+        tag = f".{adapter}."
+        return {
+            n: p.detach()
+            for n, p in self.peft.named_parameters()
+            if tag in n and ("lora_" in n or "modules_to_save" in n)
+        }
+
+    def fast_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """The active adapter's trainable tensors: the inner loop's fast weights φ."""
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        **_: object,
+    ) -> SequenceClassifierOutput:
+        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask)
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def train(self, mode: bool = True) -> XMetaForSequenceClassification:
+        """Only the head's dropout follows ``mode``: the frozen encoder always runs deterministically."""
+        super().train(mode)
+        self.peft.base_model.model.encoder.eval()
+        return self
+
+    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenise with the encoder's prefix, padding only to the longest text of the batch."""
+        return encode_texts(self.tokenizer, list(texts), self.config.encoder_prefix, self.config.max_length)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities for ``texts`` through ``lang``'s adapter (None: the active one; "meta": θ)."""
+        previous = self.active_language
+        if lang is not None:
+            self.use_language(lang)
+        was_training = self.training
+        self.eval()
+        try:
+            chunks = [
+                self(**self.encode(texts[i : i + batch_size])).logits.softmax(-1)
+                for i in range(0, len(texts), batch_size)
+            ]
+        finally:
+            self.train(was_training)
+            if lang is not None:
+                self.use_language(previous)
+        return torch.cat(chunks) if chunks else torch.empty(0, self.config.num_labels)
+
+    def predict(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> list[str]:
+        """Label names for ``texts``."""
+        ids = self.predict_proba(texts, lang=lang, batch_size=batch_size).argmax(-1).tolist()
+        return [self.config.id2label[i] for i in ids]
+
+    # ------------------------------------------------------- adapt / save / load
+    def adapt(self, examples: Sequence[tuple[str, str]] | Sequence[dict], lang: str, **kwargs: object):
+        """Few-shot fine-tune a new adapter for ``lang`` (see `xmeta.adapt.adapt_language`)."""
+        from ..adapt import adapt_language  # adapt builds on modeling, not the other way round
+
+        return adapt_language(self, examples, lang, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, overwrite: bool = True, **_: object) -> Path:  # type: ignore[override]
+        from .serialization import save_model
+
+        return save_model(self, Path(save_directory), overwrite=overwrite)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: object, **kwargs: object):  # type: ignore[override]
+        """Load a model folder. Only ``encoder=``/``tokenizer=`` (already loaded objects) are honoured;
+        transformers' loader options (``config=``, ``dtype=``, ...) do not apply to a folder of adapters."""
+        from .serialization import load_model
+
+        objects = {k: kwargs[k] for k in ("encoder", "tokenizer") if kwargs.get(k) is not None}
+        return load_model(cls, Path(pretrained_model_name_or_path), **objects)
+
+    def export_merged(self, save_directory: str | Path, lang: str | None = None, overwrite: bool = True) -> Path:
+        """Write a plain transformers model (LoRA merged) that loads without xmeta."""
+        from .export import export_merged
+
+        return export_merged(self, Path(save_directory), lang=lang, overwrite=overwrite)
+
+    @classmethod
+    def for_labels(cls, labels: Sequence[str], encoder: str = "embedded", **config_kwargs: object):
+        """A fresh (not yet meta-trained) model for ``labels`` on ``encoder``."""
+        settings = resolve_encoder(encoder)
+        config = XMetaConfig(
+            encoder=encoder,
+            encoder_prefix=config_kwargs.pop("encoder_prefix", settings.prefix),
+            id2label=dict(enumerate(labels)),
+            **config_kwargs,
+        )
+        model_encoder, tokenizer = load_encoder(settings)
+        if not config.lora_target_modules:
+            config.lora_target_modules = list(settings.lora_target_modules)
+        return cls(config, encoder=model_encoder, tokenizer=tokenizer)
