@@ -105,3 +105,21 @@ def test_export_merged_loads_in_plain_transformers_with_equal_logits(tiny_model,
         assert torch.allclose(logits.log_softmax(-1)[0], expected[i], atol=1e-5)
     clf = pipeline("text-classification", model=plain, tokenizer=tok)
     assert [r["label"] for r in clf(TEXTS)] == tiny_model.predict(TEXTS, lang="yo")
+
+
+def test_lora_in_top_layers_only_and_cached_lower_layers_are_exact(tiny_encoder_dir):
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(list(TOY_WORDS), encoder=str(tiny_encoder_dir), lora_r=4,
+                                                      lora_layers=1, classifier_dropout=0.0)
+    assert model.frozen_layers == 1
+    assert all(".layer.1." in n for n in model.fast_parameters() if "lora_" in n)
+    with torch.no_grad():
+        for name, p in model.fast_parameters().items():
+            p.normal_(std=0.1)  # LoRA B starts at 0; make the adapted layer matter
+        full = model(**model.encode(TEXTS)).logits
+        cached_inputs = model.encode_for_training(TEXTS)
+        assert set(cached_inputs) == {"lower_hidden", "attention_mask"}
+        cached = model(**cached_inputs).logits
+    assert (full - cached).abs().max().item() < 1e-5
+    model.config.cache_frozen_layers = False
+    assert "input_ids" in model.encode_for_training(TEXTS)

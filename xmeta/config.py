@@ -26,6 +26,8 @@ class XMetaConfig(PretrainedConfig):
     lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=list)
+    lora_layers: int = 4  # LoRA in the top N encoder layers (0: all layers)
+    cache_frozen_layers: bool = True  # run the layers below the LoRA once per episode, not once per step
     inner_lr: float = 0.05
     inner_steps: int = 3
     adapt_steps: int = 30

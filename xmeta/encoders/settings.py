@@ -84,7 +84,7 @@ def resolve_encoder(name: str = EMBEDDED) -> EncoderSettings:
     except (OSError, ValueError) as exc:
         raise EncoderError(f"cannot load encoder config from {source!r}: {_first_line(exc)}") from exc
     targets = lora_target_modules(config.model_type)
-    prefix = E5_PREFIX if "e5" in name.lower() else ""
+    prefix = E5_PREFIX if "e5" in Path(name).name.lower() else ""  # the model's own name, not its parent folders
     return EncoderSettings(source, prefix, targets)
 
 

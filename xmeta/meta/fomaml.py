@@ -22,8 +22,8 @@ FastWeights = dict[str, torch.Tensor]
 
 
 def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy and logits of ``model`` run with ``weights`` in place of its own tensors."""
-    logits = functional_call(model, weights, args=(), kwargs=batch.inputs).logits
+    """Mean cross-entropy and logits (in chunk order) of ``model`` run with ``weights`` in place of its own."""
+    logits = torch.cat([functional_call(model, weights, args=(), kwargs=inputs).logits for inputs, _ in batch.chunks])
     return torch.nn.functional.cross_entropy(logits, batch.labels), logits
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from ..encoders import run_upper
 from .pooling import mean_pool
 
 
@@ -14,7 +15,8 @@ class PooledClassifier(nn.Module):
 
     peft wraps this whole module: LoRA goes into the encoder's attention projections and the
     ``classifier`` is a per-adapter ``modules_to_save`` copy, so one language's adapter is its
-    LoRA *and* its head, switched together by ``set_adapter``.
+    LoRA *and* its head, switched together by ``set_adapter``. Given ``lower_hidden`` (the frozen
+    lower layers' output, see `xmeta.encoders.layers`), only layers ``split_layer ..`` run.
     """
 
     def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float) -> None:
@@ -22,12 +24,18 @@ class PooledClassifier(nn.Module):
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.split_layer = 0
         nn.init.normal_(self.classifier.weight, std=0.02)
         nn.init.zeros_(self.classifier.bias)
 
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+               lower_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        if lower_hidden is None:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        else:
+            hidden = run_upper(self.encoder, lower_hidden, attention_mask, self.split_layer)
         return mean_pool(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask)))
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                lower_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask, lower_hidden)))

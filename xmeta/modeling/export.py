@@ -8,7 +8,7 @@ therefore rewritten as ``XLMForSequenceClassification``: ``AutoModelForSequenceC
 ``pipeline("text-classification")`` load it with no xmeta installed, and its logits equal xmeta's
 for unpadded inputs (XLM averages over padding positions too, so pad-free batches, e.g. the
 pipeline's default batch size 1, are exact). The encoder's input prefix ("query: ") is baked into
-the exported tokenizer's template, so plain users get it without knowing about it.
+the exported tokenizer's normaliser, so plain users get it without knowing about it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from peft.tuners.lora import LoraLayer
-from tokenizers import processors
+from tokenizers import normalizers
 from transformers import PreTrainedTokenizerFast, XLMConfig, XLMForSequenceClassification
 
 from ..errors import ArgumentError
@@ -81,22 +81,17 @@ def to_xlm_state(state: dict[str, torch.Tensor], model_type: str, pad_id: int, l
 
 
 def _prefixed_tokenizer(model: XMetaForSequenceClassification) -> PreTrainedTokenizerFast:
-    """A copy of the tokenizer whose template inserts the encoder prefix after the start token."""
+    """A copy of the tokenizer whose normaliser starts by prepending the encoder prefix.
+
+    Prepending before normalisation makes ``tokenize(text)`` the same as xmeta's
+    ``tokenize(prefix + text)``, whatever the tokenizer's pre-tokeniser does with the prefix.
+    """
     tok = model.tokenizer
     backend = type(tok.backend_tokenizer).from_str(tok.backend_tokenizer.to_str())
-    prefix = model.config.encoder_prefix.strip()
+    prefix = model.config.encoder_prefix
     if prefix:
-        prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
-        pieces = tok.convert_ids_to_tokens(prefix_ids)
-        cls, sep = tok.cls_token or tok.bos_token, tok.sep_token or tok.eos_token
-        specials = {cls: tok.convert_tokens_to_ids(cls), sep: tok.convert_tokens_to_ids(sep)}
-        specials.update(zip(pieces, prefix_ids))
-        head = " ".join([cls, *pieces])
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{head} $A {sep}",
-            pair=f"{head} $A {sep} {sep} $B {sep}",
-            special_tokens=list(specials.items()),
-        )
+        steps = [normalizers.Prepend(prefix)] + ([backend.normalizer] if backend.normalizer is not None else [])
+        backend.normalizer = normalizers.Sequence(steps)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=tok.bos_token,

@@ -13,7 +13,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..config import XMetaConfig
 from ..data.collate import encode_texts
-from ..encoders import load_encoder, resolve_encoder
+from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError
 from .classifier import PooledClassifier
 
@@ -64,13 +64,19 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         config.label2id = {name: i for i, name in enumerate(config.labels)}
         encoder.requires_grad_(False)
         self.tokenizer = tokenizer
+        self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
         base = PooledClassifier(encoder, config.num_labels, config.classifier_dropout)
+        base.name_or_path = config.encoder  # peft records it as the adapters' base model
         self.peft = get_peft_model(base, self.lora_config(), adapter_name=META_ADAPTER)
         self.post_init()
 
     def lora_config(self) -> LoraConfig:
         c = self.config
+        n_layers = self._encoder_layers
+        top = range(n_layers - c.lora_layers, n_layers) if 0 < c.lora_layers < n_layers else None
         return LoraConfig(
+            layers_to_transform=list(top) if top is not None else None,
+            layers_pattern="layer" if top is not None else None,
             r=c.lora_r,
             lora_alpha=c.lora_alpha,
             lora_dropout=c.lora_dropout,
@@ -142,12 +148,13 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        lower_hidden: torch.Tensor | None = None,
         **_: object,
     ) -> SequenceClassifierOutput:
-        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask)
+        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden)
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -160,6 +167,34 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise with the encoder's prefix, padding only to the longest text of the batch."""
         return encode_texts(self.tokenizer, list(texts), self.config.encoder_prefix, self.config.max_length)
+
+    @property
+    def frozen_layers(self) -> int:
+        """How many lower encoder layers hold no trainable tensor (0 when the encoder cannot be split)."""
+        base = self.peft.base_model.model
+        if transformer_layers(base.encoder) is None:
+            return 0
+        layers = []
+        for name, p in base.encoder.named_parameters():
+            if p.requires_grad:
+                index = layer_index(name)
+                layers.append(0 if index is None else index)
+        return min(layers, default=len(transformer_layers(base.encoder)))
+
+    def encode_for_training(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Model inputs for repeated passes over the same texts (inner steps, query).
+
+        The frozen lower layers run once here; later passes start from their output.
+        """
+        inputs = self.encode(texts)
+        split = self.frozen_layers
+        if not self.config.cache_frozen_layers or split == 0:
+            return inputs
+        base = self.peft.base_model.model
+        base.split_layer = split
+        with torch.no_grad():
+            lower = run_lower(base.encoder, inputs["input_ids"], inputs["attention_mask"], split)
+        return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"]}
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> torch.Tensor:

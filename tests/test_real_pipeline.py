@@ -1,0 +1,71 @@
+"""The whole path on the embedded multilingual-e5-small and the real CLDR data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+from xmeta import XMetaForSequenceClassification
+from xmeta.data import EpisodeSampler, load_language_tasks, load_task_card, sample_k_shot
+from xmeta.meta import MetaTrainer, MetaTrainingArguments
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_task_card("cldr-emoji")
+
+
+@pytest.fixture(scope="module")
+def meta_trained(card):
+    """Two real meta-steps over three source languages (enough to move θ; not to learn much)."""
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name)
+    tasks = load_language_tasks(card, ["de", "ru", "zh"], "train")
+    args = MetaTrainingArguments(steps=2, meta_batch=2, k_shot=2, k_query=2, inner_steps=2, eval_every=0, seed=0)
+    before = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    history = MetaTrainer(model, EpisodeSampler(tasks, None, 2, 2, seed=0), args).train()
+    assert len(history) == 2 and all(h.query_loss > 0 for h in history)
+    assert any(not torch.equal(before[n], p) for n, p in model.fast_parameters().items())
+    return model
+
+
+@pytest.fixture(scope="module")
+def adapted(meta_trained, card):
+    train = load_language_tasks(card, ["yo"], "train")["yo"]
+    ids = sample_k_shot(train, 2, seed=0)
+    result = meta_trained.adapt([(train.texts[i], card.labels[train.labels[i]]) for i in ids], lang="yo", steps=3)
+    assert result.examples == 16 and result.seconds > 0
+    return meta_trained
+
+
+def test_lora_sits_in_the_top_layers_of_the_real_encoder(meta_trained):
+    lora = [n for n in meta_trained.fast_parameters() if "lora_" in n]
+    assert lora and all(any(f".layer.{i}." in n for i in (8, 9, 10, 11)) for n in lora)
+    assert meta_trained.frozen_layers == 8
+
+
+def test_save_load_round_trip_on_real_encoder(adapted, card, tmp_path):
+    texts = load_language_tasks(card, ["yo"], "test")["yo"].texts[:16]
+    adapted.save_pretrained(tmp_path / "yo")
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "yo")
+    assert loaded.languages() == ["yo"]
+    for lang in ("meta", "yo"):
+        assert torch.equal(loaded.predict_proba(texts, lang=lang), adapted.predict_proba(texts, lang=lang))
+
+
+def test_export_merged_equals_xmeta_on_real_encoder(adapted, card, tmp_path):
+    texts = load_language_tasks(card, ["yo"], "test")["yo"].texts[:6]
+    adapted.export_merged(tmp_path / "plain", lang="yo")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    expected = adapted.predict_proba(texts, lang="yo").log()
+    for i, text in enumerate(texts):
+        assert tok(text)["input_ids"] == adapted.encode([text])["input_ids"][0].tolist()
+        with torch.no_grad():
+            got = plain(**tok(text, return_tensors="pt")).logits.log_softmax(-1)[0]
+        assert (got - expected[i]).abs().max().item() < 1e-4
+    clf = pipeline("text-classification", model=plain, tokenizer=tok)
+    assert [r["label"] for r in clf(texts)] == adapted.predict(texts, lang="yo")
