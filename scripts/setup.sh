@@ -11,13 +11,16 @@ PYTHON=${PYTHON:-python3}
 
 # torch first, pinned: here torch==2.13.0 is a CPU build on local disk; an unpinned torch would
 # pull a multi-GB CUDA build before anything else could satisfy the dependency.
-python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
+quiet_pip() {  # pip's chatter goes to a log, shown only when the install fails
+    pip install -q "$@" >.venv/pip.log 2>&1 || { cat .venv/pip.log >&2; exit 1; }
+}
+python -c "import torch" 2>/dev/null || quiet_pip torch==2.13.0
 
 # Reinstall xmeta only when pyproject.toml changed since the last set-up.
 stamp=.venv/.xmeta-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    pip install -q -e ".[dev]"
+    quiet_pip -e ".[dev]"
     echo "$want" > "$stamp"
 fi
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -52,7 +53,10 @@ def test_adapt_rejects_unknown_label(tiny_model):
 
 def test_save_load_round_trip(tiny_model, tmp_path):
     _adapted(tiny_model)
-    tiny_model.save_pretrained(tmp_path / "m")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_model.save_pretrained(tmp_path / "m")
+    assert not [w for w in caught if "remote" in str(w.message) or "fetch" in str(w.message)], "save must stay offline"
     files = {p.relative_to(tmp_path / "m").as_posix() for p in (tmp_path / "m").rglob("*") if p.is_file()}
     assert {"config.json", "model.safetensors", "README.md", "adapters/yo/adapter_model.safetensors",
             "adapters/yo/adapter_config.json"} <= files
@@ -114,12 +118,12 @@ def test_lora_in_top_layers_only_and_cached_lower_layers_are_exact(tiny_encoder_
     assert model.frozen_layers == 1
     assert all(".layer.1." in n for n in model.fast_parameters() if "lora_" in n)
     with torch.no_grad():
-        for name, p in model.fast_parameters().items():
+        for p in model.fast_parameters().values():
             p.normal_(std=0.1)  # LoRA B starts at 0; make the adapted layer matter
         full = model(**model.encode(TEXTS)).logits
-        cached_inputs = model.encode_for_training(TEXTS)
-        assert set(cached_inputs) == {"lower_hidden", "attention_mask"}
+        cached_inputs = model.prepare_for_repeated_passes(model.encode(TEXTS))
+        assert set(cached_inputs) == {"lower_hidden", "attention_mask", "lower_layers"}
         cached = model(**cached_inputs).logits
     assert (full - cached).abs().max().item() < 1e-5
     model.config.cache_frozen_layers = False
-    assert "input_ids" in model.encode_for_training(TEXTS)
+    assert "input_ids" in model.prepare_for_repeated_passes(model.encode(TEXTS))

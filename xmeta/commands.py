@@ -103,7 +103,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
     )
     trainer = MetaTrainer(model, sampler, train, dev_sampler)
-    history = trainer.train(checkpoint_dir=Path(cmd.out).parent / f".{Path(cmd.out).name}.checkpoints")
+    history = trainer.train(checkpoint_dir=Path(f"{cmd.out}.checkpoint"))
     model.config.scores = {"dev": {"episode_accuracy": round(history[-1].dev_accuracy, 4)}} if history[-1].dev_accuracy is not None else {}
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]

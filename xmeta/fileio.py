@@ -14,11 +14,11 @@ from .errors import ArgumentError, XMetaError
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | Path, overwrite: bool = False, error: type[XMetaError] = XMetaError) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
 
     An existing ``path`` is refused unless ``overwrite``; on any error the temporary folder is
-    removed and ``path`` is left exactly as it was.
+    removed and ``path`` is left exactly as it was. OS failures are raised as ``error``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -27,9 +27,10 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     except OSError as err:
-        raise XMetaError(f"{path}: cannot write here ({err.strerror})") from err
+        raise error(f"{path}: cannot write here ({err.strerror})") from err
     try:
         yield tmp
+        _apply_umask(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
@@ -39,10 +40,19 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
             tmp.rename(path)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise XMetaError(f"{path}: writing failed, nothing was changed ({err.strerror})") from err
+        raise error(f"{path}: writing failed, nothing was changed ({err.strerror or err})") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _apply_umask(folder: Path) -> None:
+    """``mkdtemp`` (and safetensors) create owner-only entries; a finished folder should follow the umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for entry in folder.rglob("*"):
+        entry.chmod((0o777 if entry.is_dir() else 0o666) & ~umask)
 
 
 def write_json(path: str | Path, obj: object) -> None:

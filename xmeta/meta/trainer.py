@@ -33,7 +33,7 @@ class MetaTrainingArguments:
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
     dev_episodes: int = field(default=8, metadata={"help": "dev episodes per evaluation"})
-    checkpoint_every: int = field(default=0, metadata={"help": "save a checkpoint folder every N steps (0: never)"})
+    checkpoint_every: int = field(default=0, metadata={"help": "save the model to OUT.checkpoint every N steps (0: never)"})
     seed: int = field(default=0, metadata={"help": "seed for episodes and initialisation"})
 
     def validate(self) -> None:
@@ -121,6 +121,6 @@ class MetaTrainer:
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}",
                             dev=f"{log.dev_accuracy:.2f}" if log.dev_accuracy is not None else "-")
             if checkpoint_dir and self.args.checkpoint_every and step % self.args.checkpoint_every == 0:
-                self.model.save_pretrained(checkpoint_dir / "checkpoint-last", overwrite=True)
+                self.model.save_pretrained(checkpoint_dir, overwrite=True)
         self.model.eval()
         return history

@@ -15,8 +15,8 @@ class PooledClassifier(nn.Module):
 
     peft wraps this whole module: LoRA goes into the encoder's attention projections and the
     ``classifier`` is a per-adapter ``modules_to_save`` copy, so one language's adapter is its
-    LoRA *and* its head, switched together by ``set_adapter``. Given ``lower_hidden`` (the frozen
-    lower layers' output, see `xmeta.encoders.layers`), only layers ``split_layer ..`` run.
+    LoRA *and* its head, switched together by ``set_adapter``. Given ``lower_hidden``, the output of
+    the first ``lower_layers`` (frozen) layers (see `xmeta.encoders.layers`), only the rest run.
     """
 
     def __init__(self, encoder: PreTrainedModel, num_labels: int, dropout: float) -> None:
@@ -24,18 +24,17 @@ class PooledClassifier(nn.Module):
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
-        self.split_layer = 0
         nn.init.normal_(self.classifier.weight, std=0.02)
         nn.init.zeros_(self.classifier.bias)
 
     def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-               lower_hidden: torch.Tensor | None = None) -> torch.Tensor:
+               lower_hidden: torch.Tensor | None = None, lower_layers: int = 0) -> torch.Tensor:
         if lower_hidden is None:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         else:
-            hidden = run_upper(self.encoder, lower_hidden, attention_mask, self.split_layer)
+            hidden = run_upper(self.encoder, lower_hidden, attention_mask, lower_layers)
         return mean_pool(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                lower_hidden: torch.Tensor | None = None) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask, lower_hidden)))
+                lower_hidden: torch.Tensor | None = None, lower_layers: int = 0) -> torch.Tensor:
+        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask, lower_hidden, lower_layers)))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -152,9 +152,11 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         lower_hidden: torch.Tensor | None = None,
+        lower_layers: int = 0,
         **_: object,
     ) -> SequenceClassifierOutput:
-        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden)
+        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden,
+                           lower_layers=lower_layers)
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -181,20 +183,15 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
                 layers.append(0 if index is None else index)
         return min(layers, default=len(transformer_layers(base.encoder)))
 
-    def encode_for_training(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Model inputs for repeated passes over the same texts (inner steps, query).
-
-        The frozen lower layers run once here; later passes start from their output.
-        """
-        inputs = self.encode(texts)
+    def prepare_for_repeated_passes(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inputs for many passes over the same texts (inner steps, query): the frozen lower
+        layers run once here, and every later pass starts from their output."""
         split = self.frozen_layers
         if not self.config.cache_frozen_layers or split == 0:
             return inputs
-        base = self.peft.base_model.model
-        base.split_layer = split
         with torch.no_grad():
-            lower = run_lower(base.encoder, inputs["input_ids"], inputs["attention_mask"], split)
-        return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"]}
+            lower = run_lower(self.peft.base_model.model.encoder, inputs["input_ids"], inputs["attention_mask"], split)
+        return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"], "lower_layers": split}
 
     @torch.inference_mode()
     def predict_proba(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> torch.Tensor:

@@ -37,7 +37,7 @@ def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite
         state = {k: v.contiguous() for k, v in model.adapter_state(META_ADAPTER).items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "xmeta_version": __version__})
         for lang in model.languages():
-            model.peft.save_pretrained(str(tmp / ADAPTERS_DIR), selected_adapters=[lang])
+            model.peft.save_pretrained(str(tmp / ADAPTERS_DIR), selected_adapters=[lang], save_embedding_layers=False)
         (tmp / ADAPTERS_DIR / "README.md").unlink(missing_ok=True)
         (tmp / "README.md").write_text(model_card(model.config), encoding="utf-8")
     return directory
