@@ -30,7 +30,7 @@ class XMetaConfig(PretrainedConfig):
     cache_frozen_layers: bool = True  # run the layers below the LoRA once per episode, not once per step
     inner_lr: float = 0.05
     inner_steps: int = 3
-    adapt_steps: int = 30
+    adapt_steps: int = 10
     task: str | None = None
     source_languages: list[str] = field(default_factory=list)
     adapted_languages: list[str] = field(default_factory=list)
