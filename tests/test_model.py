@@ -127,3 +127,9 @@ def test_lora_in_top_layers_only_and_cached_lower_layers_are_exact(tiny_encoder_
     assert (full - cached).abs().max().item() < 1e-5
     model.config.cache_frozen_layers = False
     assert "input_ids" in model.prepare_for_repeated_passes(model.encode(TEXTS))
+
+
+def test_fresh_adapters_start_as_the_plain_encoder(tiny_model):
+    """LoRA B starts at zero (transformers' weight init must not reach peft's layers)."""
+    lora_b = [p for n, p in tiny_model.fast_parameters().items() if "lora_B" in n]
+    assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)

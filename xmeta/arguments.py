@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .errors import ArgumentError
+
+RESUME_DEFAULT = "OUT.checkpoint"  # `--resume` with no folder: the run's own checkpoint
 
 
 def split_list(value: str, flag: str) -> list[str]:
@@ -42,8 +45,18 @@ class EncoderArguments:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     max_length: int = field(default=64, metadata={"help": "longest input in tokens"})
+    lora_layers: int = field(default=4, metadata={"help": "LoRA in the top N encoder layers (0: all)"})
+    source_attention: Literal["on", "off"] = field(
+        default="off", metadata={"help": "attention over a bank of source-language adapters"})
+    attention_top_k: int = field(default=0, metadata={"help": "source attention keeps the k best sources per token (0: all)"})
+    meta_embedding: Literal["on", "off"] = field(
+        default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
 
     def validate(self) -> None:
+        if self.lora_layers < 0:
+            raise ArgumentError(f"--lora_layers must not be negative (got {self.lora_layers})")
+        if self.attention_top_k < 0:
+            raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
         if self.lora_r < 1:
             raise ArgumentError(f"--lora_r must be at least 1 (got {self.lora_r})")
         if self.lora_alpha < 1:
@@ -61,6 +74,8 @@ class MetaTrainCommand:
     train_file: str = field(default="", metadata={"help": "JSONL/CSV/TSV with text,label,lang instead of a task card"})
     adapt_steps: int = field(default=10, metadata={"help": "default SGD steps when adapting to a new language"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
+    resume: str = field(default="", metadata={"nargs": "?", "const": RESUME_DEFAULT,
+                                              "help": "continue from OUT.checkpoint (or the checkpoint folder given)"})
 
 
 @dataclass
@@ -99,3 +114,20 @@ class PredictCommand:
 @dataclass
 class PrepareEncoderCommand:
     force: bool = field(default=False, metadata={"help": "convert again even if the cache is complete"})
+
+
+@dataclass
+class ExplainCommand:
+    model: str = field(metadata={"help": "model folder meta-trained with --source_attention on"})
+    lang: str = field(default="", metadata={"help": "target language (its adapter if adapted, else θ)"})
+    file: str = field(default="", metadata={"help": "texts of the language, one per line (default: the task's train split)"})
+    max_texts: int = field(default=256, metadata={"help": "use at most this many texts"})
+    out: str = field(default="", metadata={"help": "folder for explain.json, explain.md and source_attention.png"})
+    overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
+
+
+@dataclass
+class CoverageCommand:
+    lang: str = field(default="", metadata={"help": "comma-separated languages of the task (default: its sources and targets)"})
+    file: str = field(default="", metadata={"help": "texts instead: .txt (one per line, language --lang) or JSONL/CSV/TSV"})
+    encoder: str = field(default="embedded", metadata={"help": "whose tokenizer: 'embedded', a hub id or a local HF folder"})

@@ -10,9 +10,11 @@ from transformers import HfArgumentParser
 
 from .arguments import (
     AdaptCommand,
+    CoverageCommand,
     DataArguments,
     EncoderArguments,
     EvaluateCommand,
+    ExplainCommand,
     MetaTrainCommand,
     PredictCommand,
     PrepareEncoderCommand,
@@ -42,6 +44,9 @@ def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
         "adapt": ((AdaptCommand, DataArguments), "few-shot adaptation to a new language", commands.adapt),
         "evaluate": ((EvaluateCommand, DataArguments), "score a model, or run the K-shot protocol", commands.evaluate),
         "predict": ((PredictCommand,), "labels and scores for texts", commands.predict),
+        "explain": ((ExplainCommand, DataArguments), "which source languages a target draws on", commands.explain),
+        "coverage": ((CoverageCommand, DataArguments), "how well the tokenizer covers languages (<unk>, pieces per word)",
+                     commands.coverage),
     }
 
 
@@ -66,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(*parsed)
     except XMetaError as err:
         sys.stderr.write(f"xmeta {name}: error: {err}\n")
-        return USAGE_EXIT
+        return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"xmeta {name}: interrupted\n")
         return 130

@@ -6,11 +6,16 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from .arguments import (
+    RESUME_DEFAULT,
     AdaptCommand,
+    CoverageCommand,
     DataArguments,
     EncoderArguments,
     EvaluateCommand,
+    ExplainCommand,
     MetaTrainCommand,
     PredictCommand,
     PrepareEncoderCommand,
@@ -29,10 +34,16 @@ from .data import (
     tasks_from_dataset,
 )
 from .errors import ArgumentError, DataError
+from .distributed import Processes
 from .fileio import atomic_directory
+from .meta.bank import finalize_bank, init_source_keys
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
 from .modeling import META_ADAPTER, XMetaForSequenceClassification
+from .modeling.sequence_classification import check_language_code
 from .modeling.serialization import read_config
+
+
+BANK_SHOTS = 8  # examples per class for the final adaptation of each source-bank slot
 
 
 def _columns(data: DataArguments) -> Columns:
@@ -61,6 +72,17 @@ def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMa
 def model_label_map(model_dir: str) -> LabelMap:
     """The model's labels, read from its config alone: data errors surface before any weights load."""
     return LabelMap(tuple(read_config(Path(model_dir)).labels))
+
+
+def read_lines(file: str) -> list[str]:
+    """Non-empty lines of a UTF-8 text file."""
+    path = Path(file)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 (byte {err.start})") from err
 
 
 def prepare_encoder(cmd: PrepareEncoderCommand) -> int:
@@ -98,12 +120,28 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
     if train.meta_batch > len(tasks):
         raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")
+    torch.manual_seed(train.seed)  # the LoRA A and head initialisation
     model = XMetaForSequenceClassification.for_labels(
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
         max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
+        lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
+        meta_embedding=enc.meta_embedding == "on",
     )
-    trainer = MetaTrainer(model, sampler, train, dev_sampler)
-    history = trainer.train(checkpoint_dir=Path(f"{cmd.out}.checkpoint"))
+    if model.source_transfer is not None:
+        init_source_keys(model, tasks)
+    processes = Processes.start()
+    try:
+        trainer = MetaTrainer(model, sampler, train, dev_sampler, processes)
+        checkpoint = Path(f"{cmd.out}.checkpoint")
+        if cmd.resume:
+            trainer.resume(checkpoint if cmd.resume == RESUME_DEFAULT else Path(cmd.resume))
+        history = trainer.train(checkpoint_dir=checkpoint)
+    finally:
+        processes.close()
+    if not processes.is_main:
+        return 0
+    if model.source_transfer is not None:
+        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
     model.config.scores = {"dev": {"episode_accuracy": round(history[-1].dev_accuracy, 4)}} if history[-1].dev_accuracy is not None else {}
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
@@ -112,6 +150,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
 
 
 def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
+    check_language_code(cmd.lang)  # names the flag's value before it is looked up in any file
     _refuse_existing(cmd.out, cmd.overwrite)
     label_map = model_label_map(cmd.model)
     if cmd.train:
@@ -171,22 +210,57 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
 
 
 def predict(cmd: PredictCommand) -> int:
-    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
-    texts = list(cmd.text)
-    if cmd.file:
-        path = Path(cmd.file)
-        if not path.is_file():
-            raise DataError(f"{path}: file not found")
-        try:
-            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not UTF-8 (byte {err.start})") from err
+    texts = list(cmd.text) + (read_lines(cmd.file) if cmd.file else [])
     if not texts:
         raise ArgumentError("give --text or --file")
+    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
     lang = cmd.lang or (model.languages()[0] if len(model.languages()) == 1 else META_ADAPTER)
     probs = model.predict_proba(texts, lang=lang)
     for text, row in zip(texts, probs.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
         sys.stdout.write(json.dumps({"text": text, "label": model.config.id2label[best], "score": round(row[best], 4)},
                                     ensure_ascii=False) + "\n")
+    return 0
+
+
+def explain(cmd: ExplainCommand, data: DataArguments) -> int:
+    from .evaluation.explain import explain_sources, write_profile
+
+    _refuse_existing(cmd.out, cmd.overwrite)
+    config = read_config(Path(cmd.model))
+    lang = cmd.lang or (config.adapted_languages[0] if len(config.adapted_languages) == 1 else "")
+    if not lang:
+        raise ArgumentError("--lang is required (the model has no single adapted language)")
+    if not config.source_attention:
+        raise ArgumentError(f"{cmd.model}: meta-trained without source attention (--source_attention on)")
+    texts = read_lines(cmd.file) if cmd.file else task_language(data, lang, "train", LabelMap(tuple(config.labels))).texts
+    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    adapter = lang if lang in model.languages() else META_ADAPTER
+    profile = explain_sources(model, texts[: cmd.max_texts], lang, adapter)
+    if cmd.out:
+        write_profile(profile, Path(cmd.out), overwrite=cmd.overwrite)
+    print(profile.markdown(), end="")
+    return 0
+
+
+def coverage(cmd: CoverageCommand, data: DataArguments) -> int:
+    from transformers import AutoTokenizer
+
+    from .coverage import coverage_table, measure_coverage
+    from .encoders import resolve_encoder
+
+    if cmd.file:
+        path = Path(cmd.file)
+        if path.suffix == ".txt":
+            if not path.is_file():
+                raise DataError(f"{path}: file not found")
+            texts = {cmd.lang or path.stem: [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]}
+        else:
+            texts = {lang: task.texts for lang, task in file_tasks(cmd.file, data, None, cmd.lang or None).items()}
+    else:
+        card = load_task_card(data.task)
+        langs = split_list(cmd.lang, "--lang") if cmd.lang else list(dict.fromkeys([*card.sources, *card.targets]))
+        texts = {lang: task.texts for lang, task in load_language_tasks(card, langs, "train").items()}
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cmd.encoder).name_or_path)
+    print(coverage_table([measure_coverage(tokenizer, lang, rows) for lang, rows in texts.items()]), end="")
     return 0

@@ -28,6 +28,14 @@ class XMetaConfig(PretrainedConfig):
     lora_target_modules: list[str] = field(default_factory=list)
     lora_layers: int = 4  # LoRA in the top N encoder layers (0: all layers)
     cache_frozen_layers: bool = True  # run the layers below the LoRA once per episode, not once per step
+    source_attention: bool = False  # attention over a bank of source-language adapters
+    attention_dim: int = 64
+    attention_top_k: int = 0  # keep only the k best sources per token (0: all)
+    bank_momentum: float = 0.3  # how much each new inner-loop result moves a bank slot
+    meta_embedding: bool = False  # gated char n-gram view next to the subword embedding (see modeling.meta_embedding)
+    meta_embedding_buckets: int = 32768  # hashed character n-gram buckets
+    meta_embedding_dim: int = 64  # n-gram vector size before its projection
+    meta_embedding_ngrams: list[int] = field(default_factory=lambda: [3, 5])  # min and max n
     inner_lr: float = 0.05
     inner_steps: int = 3
     adapt_steps: int = 10

@@ -6,6 +6,8 @@ from __future__ import annotations
 class XMetaError(Exception):
     """Base class: a mistake in the user's input, files or flags (never a bug in xmeta)."""
 
+    exit_code = 2
+
 
 class DataError(XMetaError):
     """A data file, column, label, language or split that cannot be used as given."""
@@ -25,3 +27,11 @@ class ModelFolderError(XMetaError):
 
 class ArgumentError(XMetaError):
     """A flag or argument value outside what makes sense (negative steps, lr 0, ...)."""
+
+
+class TrainingInterrupted(XMetaError):
+    """SIGINT/SIGTERM stopped meta-training after a finished step (and a checkpoint was written)."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number  # the shell's convention for "killed by this signal"

@@ -13,9 +13,11 @@ from xmeta.errors import DataError
 
 
 def encode_texts(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], prefix: str = "", max_length: int = 128
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], prefix: str = "", max_length: int = 128,
+    offsets: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Tokenize ``prefix + text`` for each text (e5 encoders expect e.g. "query: ")."""
+    """Tokenize ``prefix + text`` for each text (e5 encoders expect e.g. "query: ");
+    ``offsets`` adds ``offset_mapping`` (character spans in ``prefix + text``)."""
     if not texts:
         raise DataError("no texts to encode")
     return dict(
@@ -25,5 +27,6 @@ def encode_texts(
             truncation=True,
             max_length=max_length,
             return_tensors="pt",
+            return_offsets_mapping=offsets,
         )
     )

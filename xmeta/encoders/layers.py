@@ -35,9 +35,10 @@ def _mask(encoder: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.
     return create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
 
 
-def run_lower(encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int) -> torch.Tensor:
-    """Embeddings and layers ``0 .. upto-1``."""
-    hidden = encoder.embeddings(input_ids=input_ids)
+def run_lower(encoder: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, upto: int,
+              inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Embeddings and layers ``0 .. upto-1`` (``inputs_embeds``: word vectors to use instead of the table's)."""
+    hidden = encoder.embeddings(input_ids=input_ids, inputs_embeds=inputs_embeds)
     mask = _mask(encoder, hidden, attention_mask)
     for layer in transformer_layers(encoder)[:upto]:
         hidden = layer(hidden, mask)

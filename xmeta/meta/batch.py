@@ -24,11 +24,11 @@ class LabelledBatch:
     @classmethod
     def build(cls, model, texts: Sequence[str], labels: Sequence[int], chunk_size: int = DEFAULT_CHUNK) -> LabelledBatch:
         """Tokenise once, then cut length-sorted chunks trimmed to their own longest text."""
-        full = model.encode(texts)
+        full = {name: tensor.to(model.device) for name, tensor in model.encode(texts).items()}
         lengths = full["attention_mask"].sum(1)
         trim = model.tokenizer.padding_side == "right"
         order = torch.argsort(lengths, stable=True)
-        label_tensor = torch.as_tensor(list(labels), dtype=torch.long)
+        label_tensor = torch.as_tensor(list(labels), dtype=torch.long, device=model.device)
         chunks = []
         for rows in order.split(chunk_size):
             width = int(lengths[rows].max()) if trim else full["input_ids"].shape[1]

@@ -58,20 +58,26 @@ class FirstOrderMAML:
         self.model = model
         self.inner = inner
 
-    def meta_gradient(self, episodes: Sequence[tuple[str, LabelledBatch, LabelledBatch]]) -> list[EpisodeResult]:
-        """Add ∇φ L_Q(φ_T) (fast) and ∇ L_Q (slow) / len(episodes) into the parameters' ``.grad``."""
+    def meta_gradient(self, episodes: Sequence[tuple[str, LabelledBatch, LabelledBatch]],
+                      total: int | None = None) -> list[EpisodeResult]:
+        """Add ∇φ L_Q(φ_T) (fast) and ∇ L_Q (slow) / ``total`` into the parameters' ``.grad``.
+
+        ``total`` (default ``len(episodes)``) is the whole meta-batch's size when ``episodes`` is
+        only this process's share of it, so that the sum over processes is the mean."""
         theta = self.model.fast_parameters()
         slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta}
         results = []
         for lang, support, query in episodes:
-            fast = {n: w.requires_grad_(True) for n, w in self.inner.run(self.model, support).items()}
-            loss, logits = batch_loss(self.model, fast, query)
-            targets = list(theta.values()) + list(slow.values())
-            grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
+            with self.model.transferring_into(lang):  # leave-one-language-out for source attention
+                fast = {n: w.requires_grad_(True) for n, w in self.inner.run(self.model, support).items()}
+                loss, logits = batch_loss(self.model, fast, query)
+                targets = list(theta.values()) + list(slow.values())
+                grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
+            self.model.remember_source(lang, fast)
             for param, grad in zip(targets, grads):
                 if grad is None:
                     continue
-                grad = grad / len(episodes)
+                grad = grad / (total or len(episodes))
                 param.grad = grad.clone() if param.grad is None else param.grad + grad
             accuracy = (logits.argmax(-1) == query.labels).float().mean().item()
             results.append(EpisodeResult(lang, loss.item(), accuracy))

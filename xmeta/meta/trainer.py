@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..data import Episode, EpisodeSampler
-from ..errors import ArgumentError, XMetaError
+from ..distributed import Processes
+from ..errors import ArgumentError, TrainingInterrupted, XMetaError
 from .batch import LabelledBatch
+from .checkpoint import load_checkpoint, save_checkpoint
 from .fomaml import FirstOrderMAML, InnerLoop
 
 
@@ -66,22 +73,54 @@ def episode_batches(model, episode: Episode) -> tuple[str, LabelledBatch, Labell
     return episode.lang, support, query
 
 
+def episode_seed(seed: int, step: int, index: int) -> int:
+    """The torch seed (head dropout) of episode ``index`` of ``step``: the same in whichever process
+    runs it and whether or not the run was resumed, so sharding and resuming change no number."""
+    return int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0])
+
+
 class MetaTrainer:
     """Runs first-order MAML over ``train`` languages and scores held-out ``dev`` episodes."""
 
     def __init__(self, model, train_sampler: EpisodeSampler, args: MetaTrainingArguments,
-                 dev_sampler: EpisodeSampler | None = None) -> None:
+                 dev_sampler: EpisodeSampler | None = None, processes: Processes | None = None) -> None:
         args.validate()
         self.model = model
         self.args = args
         self.train_sampler = train_sampler
+        self.processes = processes or Processes()
+        model.to(self.processes.device)
         self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps)
         self.maml = FirstOrderMAML(model, self.inner)
-        self.dev = [episode_batches(model, ep) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if dev_sampler else []
+        scores_dev = dev_sampler is not None and self.processes.is_main
+        self.dev = [episode_batches(model, ep) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if scores_dev else []
         params = [p for p in model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            self.processes.broadcast_(params)
         self.optimizer = torch.optim.AdamW(params, lr=args.outer_lr, weight_decay=args.weight_decay)
         model.config.inner_lr = args.inner_lr
         model.config.inner_steps = args.inner_steps
+        torch.manual_seed(args.seed)
+        self.completed = 0  # finished outer steps
+        self.history: list[StepLog] = []
+        self.stop_signal: int | None = None  # set by SIGINT/SIGTERM in this process
+        self.stop_requested = False  # set when any process was signalled (agreed in the all-reduce)
+        self.last_checkpoint: tuple[Path, int] | None = None
+
+    def named_trainable(self) -> dict[str, torch.nn.Parameter]:
+        """θ: every trainable tensor (what the optimiser updates and a checkpoint holds)."""
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def checkpoint(self, directory: Path) -> None:
+        """Write the full training state (main process only; see `xmeta.meta.checkpoint`)."""
+        if self.processes.is_main:
+            save_checkpoint(directory, self)
+        self.last_checkpoint = (directory, self.completed)
+
+    def resume(self, directory: Path) -> None:
+        """Continue from a checkpoint: parameters, AdamW, sampler, RNGs, step and history."""
+        load_checkpoint(directory, self)
+        self.last_checkpoint = (directory, self.completed)
 
     def dev_accuracy(self) -> float:
         """Query accuracy after the inner loop on the fixed dev episodes (no update to θ)."""
@@ -96,31 +135,69 @@ class MetaTrainer:
         return mean(scores) if scores else float("nan")
 
     def step(self) -> tuple[float, float]:
-        episodes = [episode_batches(self.model, ep) for ep in self.train_sampler.sample_meta_batch(self.args.meta_batch)]
+        """One outer step on this process's share of the meta-batch; mean query loss and accuracy
+        of the whole meta-batch. Every process takes the same step (the gradients are summed)."""
+        episodes = self.train_sampler.sample_meta_batch(self.args.meta_batch)
+        step = self.completed + 1
         self.optimizer.zero_grad(set_to_none=True)
-        results = self.maml.meta_gradient(episodes)
-        loss = mean(r.query_loss for r in results)
+        results = []
+        for index, episode in self.processes.share(list(enumerate(episodes))):
+            torch.manual_seed(episode_seed(self.args.seed, step, index))
+            results += self.maml.meta_gradient([episode_batches(self.model, episode)], total=len(episodes))
+        params = list(self.named_trainable().values())
+        loss, accuracy, stop = self.processes.sum_gradients(
+            params, [sum(r.query_loss for r in results), sum(r.query_accuracy for r in results), float(self.stop_signal or 0)])
+        loss, accuracy = loss / len(episodes), accuracy / len(episodes)
         if not math.isfinite(loss):
-            raise XMetaError(f"meta-training stopped: query loss became {loss} (lower --outer_lr or --inner_lr)")
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.args.max_grad_norm)
+            kept = (f"last good checkpoint: {self.last_checkpoint[0]} (step {self.last_checkpoint[1]})"
+                    if self.last_checkpoint else "no checkpoint was written (see --checkpoint_every)")
+            raise XMetaError(f"meta-training stopped at step {step}: query loss became {loss} "
+                             f"(lower --outer_lr or --inner_lr); {kept}")
+        torch.nn.utils.clip_grad_norm_(params, self.args.max_grad_norm)
         self.optimizer.step()
-        return loss, mean(r.query_accuracy for r in results)
+        self.completed = step
+        self.stop_requested = stop > 0
+        return loss, accuracy
+
+    @contextmanager
+    def stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM let the current step finish (then `train` checkpoints and stops); a second one stops at once."""
+        def request_stop(signum: int, _frame: object) -> None:
+            if self.stop_signal is not None:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        watched = (signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread() else ()
+        previous = {sig: signal.signal(sig, request_stop) for sig in watched}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def train(self, checkpoint_dir: Path | None = None) -> list[StepLog]:
-        torch.manual_seed(self.args.seed)
+        """Run the remaining steps; checkpoints go to ``checkpoint_dir`` every ``checkpoint_every``
+        steps and when a signal stops the run (raised as `TrainingInterrupted`)."""
         self.model.train()
-        history: list[StepLog] = []
-        bar = tqdm(range(1, self.args.steps + 1), desc="meta-train", unit="step", dynamic_ncols=True)
-        for step in bar:
-            start = time.perf_counter()
-            loss, acc = self.step()
-            log = StepLog(step, loss, acc, time.perf_counter() - start)
-            if self.dev and self.args.eval_every and (step % self.args.eval_every == 0 or step == self.args.steps):
-                log.dev_accuracy = self.dev_accuracy()
-            history.append(log)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}",
-                            dev=f"{log.dev_accuracy:.2f}" if log.dev_accuracy is not None else "-")
-            if checkpoint_dir and self.args.checkpoint_every and step % self.args.checkpoint_every == 0:
-                self.model.save_pretrained(checkpoint_dir, overwrite=True)
+        bar = tqdm(range(self.completed + 1, self.args.steps + 1), desc="meta-train", unit="step", dynamic_ncols=True,
+                   initial=self.completed, total=self.args.steps, disable=not self.processes.is_main)
+        with self.stop_on_signals():
+            for step in bar:
+                start = time.perf_counter()
+                loss, acc = self.step()
+                log = StepLog(step, loss, acc, time.perf_counter() - start)
+                if self.dev and self.args.eval_every and (step % self.args.eval_every == 0 or step == self.args.steps):
+                    log.dev_accuracy = self.dev_accuracy()
+                self.history.append(log)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}",
+                                dev=f"{log.dev_accuracy:.2f}" if log.dev_accuracy is not None else "-")
+                due = self.args.checkpoint_every and step % self.args.checkpoint_every == 0
+                if checkpoint_dir and (due or self.stop_requested):
+                    self.checkpoint(checkpoint_dir)
+                if self.stop_requested:
+                    bar.close()
+                    signum = self.stop_signal or signal.SIGTERM
+                    saved = f"checkpoint {checkpoint_dir} (continue with --resume)" if checkpoint_dir else "no checkpoint"
+                    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} after step {step}; {saved}", signum)
         self.model.eval()
-        return history
+        return self.history

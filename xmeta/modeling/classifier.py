@@ -7,6 +7,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..encoders import run_upper
+from .meta_embedding import MetaEmbedding
 from .pooling import mean_pool
 
 
@@ -26,15 +27,29 @@ class PooledClassifier(nn.Module):
         self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)
         nn.init.zeros_(self.classifier.bias)
+        self.meta_embedding: MetaEmbedding | None = None  # set by the model when config.meta_embedding
+
+    def word_vectors(self, input_ids: torch.Tensor, char_ngrams: torch.Tensor | None) -> torch.Tensor | None:
+        """Meta-embedded word vectors, or None to let the encoder look up its own table."""
+        if self.meta_embedding is None:
+            return None
+        if char_ngrams is None:
+            raise ValueError("the meta-embedding needs char_ngrams: tokenise with model.encode()")
+        return self.meta_embedding(self.encoder.get_input_embeddings()(input_ids), char_ngrams)
 
     def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-               lower_hidden: torch.Tensor | None = None, lower_layers: int = 0) -> torch.Tensor:
+               lower_hidden: torch.Tensor | None = None, lower_layers: int = 0,
+               char_ngrams: torch.Tensor | None = None) -> torch.Tensor:
         if lower_hidden is None:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            embeds = self.word_vectors(input_ids, char_ngrams)
+            words = {"input_ids": input_ids} if embeds is None else {"inputs_embeds": embeds}
+            hidden = self.encoder(**words, attention_mask=attention_mask).last_hidden_state
         else:
             hidden = run_upper(self.encoder, lower_hidden, attention_mask, lower_layers)
         return mean_pool(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                lower_hidden: torch.Tensor | None = None, lower_layers: int = 0) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooled(input_ids, attention_mask, lower_hidden, lower_layers)))
+                lower_hidden: torch.Tensor | None = None, lower_layers: int = 0,
+                char_ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.pooled(input_ids, attention_mask, lower_hidden, lower_layers, char_ngrams)
+        return self.classifier(self.dropout(pooled))

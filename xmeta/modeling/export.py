@@ -9,6 +9,14 @@ therefore rewritten as ``XLMForSequenceClassification``: ``AutoModelForSequenceC
 for unpadded inputs (XLM averages over padding positions too, so pad-free batches, e.g. the
 pipeline's default batch size 1, are exact). The encoder's input prefix ("query: ") is baked into
 the exported tokenizer's normaliser, so plain users get it without knowing about it.
+
+With the meta-embedding on, every vocabulary id's meta-embedding (subword vector mixed with the
+character n-gram view of its piece string) is precomputed into the exported embedding matrix,
+which is exact for every known piece. ``<unk>`` tokens cannot be precomputed: in xmeta their
+character view comes from the text they replaced, which a fixed matrix row cannot see. The
+exported ``<unk>`` row is the pretrained ``<unk>`` vector (what the layer gives a token without
+characters), so exported logits equal xmeta's only for texts without ``<unk>`` tokens; texts
+with them lose the character view there and can score differently.
 """
 
 from __future__ import annotations
@@ -122,6 +130,10 @@ def export_merged(
         raise ArgumentError("export: the encoder's FFN is not 4x its width, which XLM's layout requires")
     pad_id = enc_config.pad_token_id if enc_config.pad_token_id is not None else 1
     state = to_xlm_state(merged_encoder_state(model, adapter), enc_config.model_type, pad_id, enc_config.num_hidden_layers)
+    base = model.peft.base_model.model
+    if base.meta_embedding is not None:  # exact for known pieces; <unk> keeps its pretrained row (module docstring)
+        words = base.encoder.get_input_embeddings().weight.detach()
+        state["transformer.embeddings.weight"] = base.meta_embedding.vocabulary_matrix(words, model.char_features)
     head = model.peft.base_model.model.classifier.modules_to_save[adapter]
     state["sequence_summary.summary.weight"] = head.weight.detach()
     state["sequence_summary.summary.bias"] = head.bias.detach()

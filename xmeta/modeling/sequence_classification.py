@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,9 @@ from ..data.collate import encode_texts
 from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError
 from .classifier import PooledClassifier
+from .meta_embedding import CharNgramFeatures, MetaEmbedding
+from .pooling import mean_pool
+from .source_attention import SourceTransfer, build_source_transfer
 
 META_ADAPTER = "meta"
 _LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -52,6 +56,9 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         super().__init__(config)
+        # Before any module exists: transformers' weight initialisation must not touch peft's LoRA
+        # (B starts at zero so the adapted model starts as the encoder) or the pretrained encoder.
+        self.post_init()
         if encoder is None or tokenizer is None:
             settings = resolve_encoder(config.encoder)
             encoder, tokenizer = load_encoder(settings)
@@ -67,8 +74,24 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
         base = PooledClassifier(encoder, config.num_labels, config.classifier_dropout)
         base.name_or_path = config.encoder  # peft records it as the adapters' base model
+        self.char_features: CharNgramFeatures | None = None
+        if config.meta_embedding:
+            low, high = config.meta_embedding_ngrams
+            self.char_features = CharNgramFeatures(tokenizer, config.meta_embedding_buckets, low, high)
+            with torch.random.fork_rng(devices=[]):  # same LoRA init with the layer on or off; fixed n-gram vectors
+                torch.manual_seed(0)
+                base.meta_embedding = MetaEmbedding(encoder.config.hidden_size, config.meta_embedding_buckets,
+                                                    config.meta_embedding_dim)
         self.peft = get_peft_model(base, self.lora_config(), adapter_name=META_ADAPTER)
-        self.post_init()
+        self._freeze_other_adapters(META_ADAPTER)
+        self.source_transfer: SourceTransfer | None = None
+        if config.source_attention:
+            if not config.source_languages:
+                raise ArgumentError("source attention needs source languages (config.source_languages)")
+            self.source_transfer, linears = build_source_transfer(
+                self.peft, config.source_languages, encoder.config.hidden_size, config.lora_r,
+                config.lora_alpha / config.lora_r, config.attention_dim, config.attention_top_k, prefix="peft.")
+            self.source_transfer.attach({name: linears[name] for name in self.source_transfer.bank.targets})
 
     def lora_config(self) -> LoraConfig:
         c = self.config
@@ -105,8 +128,10 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         self._freeze_other_adapters(name)
 
     def _freeze_other_adapters(self, active: str) -> None:
+        """Only ``active``'s adapter trains; the shared meta-embedding trains with θ (a slow weight), not per language."""
         for pname, p in self.peft.named_parameters():
-            p.requires_grad_(f".{active}." in pname and ("lora_" in pname or "modules_to_save" in pname))
+            adapter = f".{active}." in pname and ("lora_" in pname or "modules_to_save" in pname)
+            p.requires_grad_(adapter or (".meta_embedding." in pname and active == META_ADAPTER))
 
     def start_language(self, lang: str) -> None:
         """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
@@ -142,8 +167,54 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         }
 
     def fast_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """The active adapter's trainable tensors: the inner loop's fast weights φ."""
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+        """The active adapter's trainable tensors: the inner loop's fast weights φ.
+
+        Every other trainable tensor (source attention, ...) is a slow weight of the outer loop.
+        """
+        tag = f".{self.active_language}."
+        return {n: p for n, p in self.named_parameters()
+                if p.requires_grad and n.startswith("peft.") and tag in n and ("lora_" in n or "modules_to_save" in n)}
+
+    def shared_state(self) -> dict[str, torch.Tensor]:
+        """Tensors outside the per-language adapters (source attention, ...), saved with θ."""
+        return {n: t.detach() for n, t in self.state_dict().items() if not n.startswith("peft.")}
+
+    def lora_of(self, weights: dict[str, torch.Tensor], adapter: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """LoRA (A, B) per adapted linear, read from a fast-weight dict of ``adapter``."""
+        return {target: (weights[f"{target}.lora_A.{adapter}.weight"], weights[f"{target}.lora_B.{adapter}.weight"])
+                for target in self.source_transfer.bank.targets}
+
+    @contextlib.contextmanager
+    def transferring_into(self, lang: str):
+        """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
+        if self.source_transfer is None:
+            yield
+            return
+        with self.source_transfer.attention.excluding([lang]):
+            yield
+
+    def remember_source(self, lang: str, weights: dict[str, torch.Tensor], momentum: float | None = None) -> None:
+        """Blend an inner-loop result of a source language into its bank slot (no-op without a bank)."""
+        if self.source_transfer is None or lang not in self.source_transfer.bank.languages:
+            return
+        lora = self.lora_of(weights, self.active_language)
+        self.source_transfer.bank.store(lang, lora, self.config.bank_momentum if momentum is None else momentum)
+
+    @torch.no_grad()
+    def init_source_keys(self, texts: dict[str, Sequence[str]]) -> None:
+        """Task embeddings (mean pooled output) and per-layer mean hidden states initialise the keys."""
+        transfer = self.source_transfer
+        encoder = self.peft.base_model.model.encoder
+        layer_means = {i: [] for i in transfer.attention.layers}
+        finals = []
+        for lang in transfer.bank.languages:
+            inputs = self.encode(list(texts[lang]))
+            with self.peft.disable_adapter():
+                out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+            for i in layer_means:
+                layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))
+            finals.append(mean_pool(out.last_hidden_state, inputs["attention_mask"]).mean(0))
+        transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -153,10 +224,15 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         labels: torch.Tensor | None = None,
         lower_hidden: torch.Tensor | None = None,
         lower_layers: int = 0,
+        char_ngrams: torch.Tensor | None = None,
         **_: object,
     ) -> SequenceClassifierOutput:
+        if self.source_transfer is not None:
+            self.source_transfer.attention.reset()
         logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden,
-                           lower_layers=lower_layers)
+                           lower_layers=lower_layers, char_ngrams=char_ngrams)
+        if self.source_transfer is not None:
+            self.source_transfer.attention.reset()
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -167,8 +243,14 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         return self
 
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenise with the encoder's prefix, padding only to the longest text of the batch."""
-        return encode_texts(self.tokenizer, list(texts), self.config.encoder_prefix, self.config.max_length)
+        """Tokenise with the encoder's prefix, padding only to the longest text of the batch
+        (plus each token's character n-gram ids when the meta-embedding is on)."""
+        c = self.config
+        inputs = encode_texts(self.tokenizer, list(texts), c.encoder_prefix, c.max_length, offsets=self.char_features is not None)
+        if self.char_features is not None:
+            offsets = inputs.pop("offset_mapping")
+            inputs["char_ngrams"] = self.char_features([c.encoder_prefix + t for t in texts], inputs["input_ids"], offsets)
+        return inputs
 
     @property
     def frozen_layers(self) -> int:
@@ -185,12 +267,16 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
 
     def prepare_for_repeated_passes(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Inputs for many passes over the same texts (inner steps, query): the frozen lower
-        layers run once here, and every later pass starts from their output."""
+        layers run once here, and every later pass starts from their output. A trainable
+        meta-embedding (a slow weight, constant within an episode) keeps its graph to the cache,
+        so the query loss still reaches it."""
         split = self.frozen_layers
         if not self.config.cache_frozen_layers or split == 0:
             return inputs
-        with torch.no_grad():
-            lower = run_lower(self.peft.base_model.model.encoder, inputs["input_ids"], inputs["attention_mask"], split)
+        base = self.peft.base_model.model
+        embeds = base.word_vectors(inputs["input_ids"], inputs.get("char_ngrams"))
+        with torch.set_grad_enabled(embeds is not None and embeds.requires_grad):
+            lower = run_lower(base.encoder, inputs["input_ids"], inputs["attention_mask"], split, inputs_embeds=embeds)
         return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"], "lower_layers": split}
 
     @torch.inference_mode()

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -18,12 +19,15 @@ from ..errors import ModelFolderError
 from ..fileio import atomic_directory
 from ..version import __version__
 from .model_card import model_card
+from .source_attention import bank_folder_state
 
 if TYPE_CHECKING:
     from .sequence_classification import XMetaForSequenceClassification
 
 WEIGHTS_NAME = "model.safetensors"
 ADAPTERS_DIR = "adapters"
+META_EMBEDDING_NAME = "meta_embedding.safetensors"  # the shared meta-embedding layer, when config.meta_embedding
+BANK_DIR = "bank"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -34,11 +38,14 @@ def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         model.config.architectures = [type(model).__name__]
         model.config.save_pretrained(tmp)
-        state = {k: v.contiguous() for k, v in model.adapter_state(META_ADAPTER).items()}
+        state = {k: v.contiguous() for k, v in {**model.adapter_state(META_ADAPTER), **model.shared_state()}.items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "xmeta_version": __version__})
+        save_meta_embedding(model, tmp)
         for lang in model.languages():
             model.peft.save_pretrained(str(tmp / ADAPTERS_DIR), selected_adapters=[lang], save_embedding_layers=False)
         (tmp / ADAPTERS_DIR / "README.md").unlink(missing_ok=True)
+        if model.source_transfer is not None:
+            save_bank(model, tmp / BANK_DIR)
         (tmp / "README.md").write_text(model_card(model.config), encoding="utf-8")
     return directory
 
@@ -91,7 +98,7 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     refuse_pickles(directory)
     model = cls(config, **model_kwargs)
     state = read_safetensors(directory / WEIGHTS_NAME)
-    expected = model.adapter_state(META_ADAPTER)
+    expected = {**model.adapter_state(META_ADAPTER), **model.shared_state()}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         culprit = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
@@ -99,13 +106,54 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     for name, value in state.items():
         if value.shape != expected[name].shape:
             raise ModelFolderError(f"{directory / WEIGHTS_NAME}: {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
-    params = dict(model.peft.named_parameters())
-    for name, value in state.items():
-        params[name].data.copy_(value)
+    targets = {**model.state_dict(), **dict(model.peft.named_parameters())}  # θ keys are relative to the peft model
+    with torch.no_grad():
+        for name, value in state.items():
+            targets[name].copy_(value)
+    load_meta_embedding(model, directory)
     for lang in config.adapted_languages:
         folder = directory / ADAPTERS_DIR / lang
         read_safetensors(folder / "adapter_model.safetensors")
         model.peft.load_adapter(str(folder), adapter_name=lang, is_trainable=False)
+    if model.source_transfer is not None:
+        model.source_transfer.bank.defer_loading(lambda lang: _read_bank_slot(directory / BANK_DIR / lang))
     model.use_language(META_ADAPTER)
     model.eval()
     return model
+
+
+def save_bank(model: XMetaForSequenceClassification, folder: Path) -> None:
+    """Each source language's bank slot as a peft adapter folder ``bank/<lang>/``."""
+    bank = model.source_transfer.bank
+    config = model.lora_config()
+    for lang in bank.languages:
+        (folder / lang).mkdir(parents=True)
+        config.save_pretrained(str(folder / lang))
+        save_file(bank_folder_state(bank, lang, strip="peft."), folder / lang / "adapter_model.safetensors",
+                  metadata={"format": "pt"})
+
+
+def _read_bank_slot(folder: Path) -> dict:
+    return read_safetensors(folder / "adapter_model.safetensors")
+
+
+def save_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
+    """The meta-embedding's n-gram table, projection and gates (shared by every language) in their own file."""
+    module = model.peft.base_model.model.meta_embedding
+    if module is not None:
+        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        save_file(state, directory / META_EMBEDDING_NAME, metadata={"format": "pt", "xmeta_version": __version__})
+
+
+def load_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
+    module = model.peft.base_model.model.meta_embedding
+    if module is None:
+        return
+    path = directory / META_EMBEDDING_NAME
+    state = read_safetensors(path)
+    expected = module.state_dict()
+    for name, value in expected.items():
+        if name not in state or state[name].shape != value.shape:
+            found = tuple(state[name].shape) if name in state else "missing"
+            raise ModelFolderError(f"{path}: {name} is {found}, expected shape {tuple(value.shape)}")
+    module.load_state_dict({name: state[name] for name in expected})

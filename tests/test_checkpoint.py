@@ -1,0 +1,57 @@
+"""Checkpoints: a run stopped by SIGTERM and resumed ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import torch
+from safetensors.torch import load_file
+
+from xmeta.cli import main
+from xmeta.meta.checkpoint import OPTIMIZER_NAME, PARAMS_NAME, STATE_NAME
+from xmeta.meta.trainer import MetaTrainer
+
+
+def argv(train, encoder, out, *extra: str) -> list[str]:
+    return ["meta-train", "--train_file", str(train), "--encoder", str(encoder), "--out", str(out), "--steps", "5",
+            "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--checkpoint_every", "2", *extra]
+
+
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, capsys):
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
+    assert main(argv(train, tiny_encoder_dir, tmp_path / "whole")) == 0
+
+    step = MetaTrainer.step
+
+    def signalled_during_step_3(self: MetaTrainer):
+        if self.completed == 2:
+            signal.raise_signal(signal.SIGTERM)  # the handler lets step 3 finish
+        return step(self)
+
+    monkeypatch.setattr(MetaTrainer, "step", signalled_during_step_3)
+    out = tmp_path / "cut"
+    capsys.readouterr()
+    assert main(argv(train, tiny_encoder_dir, out)) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("xmeta meta-train: error: stopped by SIGTERM after step 3; checkpoint")
+    assert not out.exists()
+    checkpoint = tmp_path / "cut.checkpoint"
+    state = json.loads((checkpoint / STATE_NAME).read_text())
+    assert state["step"] == 3 and {p.name for p in checkpoint.iterdir()} == {STATE_NAME, PARAMS_NAME, OPTIMIZER_NAME}
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+    monkeypatch.setattr(MetaTrainer, "step", step)
+    assert main(argv(train, tiny_encoder_dir, out, "--resume")) == 0
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(whole[n], resumed[n]) for n in whole)
+
+
+def test_resume_from_named_folder_and_longer_run(tmp_path, tiny_encoder_dir, toy_jsonl):
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
+    assert main(argv(train, tiny_encoder_dir, tmp_path / "a")) == 0  # checkpoint at step 4
+    longer = argv(train, tiny_encoder_dir, tmp_path / "b", "--resume", str(tmp_path / "a.checkpoint"))
+    longer[longer.index("--steps") + 1] = "6"
+    assert main(longer) == 0
+    assert json.loads((tmp_path / "b.checkpoint" / STATE_NAME).read_text())["step"] == 6

@@ -1,0 +1,38 @@
+"""Filling and finalising the source-language adapter bank of source attention.
+
+During meta-training every episode's inner-loop result is blended into its language's bank slot
+(`FirstOrderMAML` calls ``model.remember_source``). At the end each slot is replaced by a longer,
+less noisy adaptation from the final θ, so the bank matches the θ it will be used with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import LanguageTask, sample_k_shot
+from .batch import LabelledBatch
+from .fomaml import InnerLoop
+
+
+def init_source_keys(model, tasks: Mapping[str, LanguageTask], per_language: int = 64) -> None:
+    """Task embeddings and attention keys from a sample of each source language's texts."""
+    model.init_source_keys({lang: task.texts[:per_language] for lang, task in tasks.items()})
+
+
+def finalize_bank(model, tasks: Mapping[str, LanguageTask], shots: int, steps: int, seed: int = 0) -> None:
+    """Each source slot ← its language's adapter after ``steps`` inner steps on ``shots`` per class."""
+    inner = InnerLoop(lr=model.config.inner_lr, steps=steps)
+    model.train()
+    for lang in tqdm(model.source_transfer.bank.languages, desc="finalise source bank", unit="lang", dynamic_ncols=True):
+        task = tasks[lang]
+        smallest = min(len(rows) for rows in task.by_label().values())
+        ids = sample_k_shot(task, min(shots, smallest), seed)
+        batch = LabelledBatch.build(model, [task.texts[i] for i in ids], [task.labels[i] for i in ids])
+        torch.manual_seed(seed)
+        with model.transferring_into(lang):
+            fast = inner.run(model, batch)
+        model.remember_source(lang, fast, momentum=1.0)
+    model.eval()

@@ -1,0 +1,213 @@
+"""Attention-based source-language transfer.
+
+Every meta-training source language keeps a LoRA adapter in a frozen *bank*. At every adapted
+linear layer the output gains an attention-weighted mix of the bank's deltas::
+
+    h = W x + Δ_own(x) + Σ_l a_l(x) Δ_l(x),     a = softmax_l(<q(x), k_l> / √d / τ)   (per token)
+
+``q`` (a small projection per layer), the keys ``k_l`` and the temperature ``τ`` are meta-learned
+(slow weights of the outer loop); the bank is frozen inside an episode. In an episode of language
+``l`` that language's own bank slot is masked out (leave-one-language-out), so the attention
+learns to borrow for a language it has not seen — which is what a new target language is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+class SourceLanguageBank(nn.Module):
+    """Frozen LoRA A/B of each source language, stacked per adapted linear: A [S, r, in], B [S, out, r]."""
+
+    def __init__(self, languages: list[str], shapes: dict[str, tuple[int, int]], rank: int, scaling: float) -> None:
+        super().__init__()
+        self.languages = list(languages)
+        self.targets = list(shapes)
+        self.scaling = scaling
+        self.filled = [False] * len(languages)
+        self._reader: Callable[[str], dict[str, torch.Tensor]] | None = None
+        for j, (fan_in, fan_out) in enumerate(shapes.values()):
+            self.register_buffer(f"A_{j}", torch.zeros(len(languages), rank, fan_in), persistent=False)
+            self.register_buffer(f"B_{j}", torch.zeros(len(languages), fan_out, rank), persistent=False)
+
+    def defer_loading(self, read: Callable[[str], dict[str, torch.Tensor]]) -> None:
+        """Fill the slots from ``read(lang)`` (a saved peft adapter state) on first use, not at load."""
+        self._reader = read
+
+    def ensure_loaded(self) -> None:
+        if self._reader is None:
+            return
+        read, self._reader = self._reader, None
+        for lang in self.languages:
+            state = read(lang)
+            lora = {t: (state[f"{t.removeprefix('peft.')}.lora_A.weight"], state[f"{t.removeprefix('peft.')}.lora_B.weight"])
+                    for t in self.targets}
+            self.store(lang, lora, momentum=1.0)
+
+    def slot(self, lang: str) -> int:
+        return self.languages.index(lang)
+
+    def tensors(self, target: str) -> tuple[torch.Tensor, torch.Tensor]:
+        j = self.targets.index(target)
+        return getattr(self, f"A_{j}"), getattr(self, f"B_{j}")
+
+    @torch.no_grad()
+    def store(self, lang: str, lora: dict[str, tuple[torch.Tensor, torch.Tensor]], momentum: float = 1.0) -> None:
+        """Blend a language's LoRA (per target: A, B) into its slot: ``slot ← (1-m) slot + m new``.
+
+        The first result for a slot is taken whole; later ones are averaged in, which smooths the
+        noise of few-shot inner loops while following θ as it moves.
+        """
+        s = self.slot(lang)
+        m = 1.0 if not self.filled[s] else momentum
+        for target, (a, b) in lora.items():
+            bank_a, bank_b = self.tensors(target)
+            bank_a[s].mul_(1 - m).add_(a.to(bank_a.dtype), alpha=m)
+            bank_b[s].mul_(1 - m).add_(b.to(bank_b.dtype), alpha=m)
+        self.filled[s] = True
+
+    def lora_of(self, lang: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        s = self.slot(lang)
+        return {t: (self.tensors(t)[0][s], self.tensors(t)[1][s]) for t in self.targets}
+
+
+class SourceLanguageAttention(nn.Module):
+    """Per adapted layer: a query projection, one key per source language and a temperature."""
+
+    def __init__(self, languages: list[str], layers: list[int], hidden: int, dim: int, top_k: int = 0) -> None:
+        super().__init__()
+        self.languages = list(languages)
+        self.layers = list(layers)
+        self.dim = dim
+        self.top_k = top_k
+        self.query = nn.ModuleDict({str(i): nn.Linear(hidden, dim, bias=False) for i in layers})
+        self.keys = nn.ParameterDict({str(i): nn.Parameter(torch.zeros(len(languages), dim)) for i in layers})
+        self.log_tau = nn.Parameter(torch.zeros(len(layers)))
+        for proj in self.query.values():
+            nn.init.normal_(proj.weight, std=1.0 / math.sqrt(hidden))
+        self.excluded: set[int] = set()
+        self.register_buffer("task_embeddings", torch.zeros(len(languages), hidden))
+        self.recorded: list[tuple[int, torch.Tensor]] | None = None
+        self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        """Forget the per-forward cache (a new forward pass starts, possibly on the same tensors)."""
+        self._last = None
+
+    @torch.no_grad()
+    def init_keys(self, layer_means: dict[int, torch.Tensor], task_embeddings: torch.Tensor) -> None:
+        """k_l = q(t_l): keys start at the query of each language's mean hidden state at that layer.
+
+        ``task_embeddings`` [S, hidden] (mean pooled encoder output per language) are kept for
+        reporting how close a target language is to each source.
+        """
+        for i, means in layer_means.items():
+            self.keys[str(i)].copy_(self.query[str(i)](means))
+        self.task_embeddings.copy_(task_embeddings)
+
+    def weights(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """a [..., S] for hidden states x [..., hidden]; excluded languages get exactly 0."""
+        if self._last is not None and self._last[0] == layer and self._last[1] is x:
+            return self._last[2]  # q, k and v projections of one layer share their input
+        tau = self.log_tau[self.layers.index(layer)].exp()
+        logits = self.query[str(layer)](x) @ self.keys[str(layer)].T / math.sqrt(self.dim) / tau
+        mask = torch.zeros(len(self.languages), dtype=torch.bool, device=x.device)
+        if self.excluded:
+            mask[list(self.excluded)] = True
+        if self.top_k and self.top_k < len(self.languages) - len(self.excluded):
+            kth = logits.masked_fill(mask, float("-inf")).topk(self.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits = logits.masked_fill(mask, float("-inf"))
+        if bool(mask.all()):
+            weights = torch.zeros_like(logits)
+        else:
+            weights = logits.softmax(-1)
+        self._last = (layer, x, weights)
+        if self.recorded is not None:
+            self.recorded.append((layer, weights.detach()))
+        return weights
+
+    @contextlib.contextmanager
+    def excluding(self, languages: list[str]) -> Iterator[None]:
+        """Mask these source languages out (an episode's own language)."""
+        previous = self.excluded
+        self.excluded = {self.languages.index(lang) for lang in languages if lang in self.languages}
+        try:
+            yield
+        finally:
+            self.excluded = previous
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[tuple[int, torch.Tensor]]]:
+        """Collect (layer, weights) of every forward pass, for `xmeta explain`."""
+        self.recorded = []
+        try:
+            yield self.recorded
+        finally:
+            self.recorded = None
+
+
+class SourceTransfer(nn.Module):
+    """Bank + attention, attached to the peft LoRA linears by forward hooks."""
+
+    def __init__(self, bank: SourceLanguageBank, attention: SourceLanguageAttention) -> None:
+        super().__init__()
+        self.bank = bank
+        self.attention = attention
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def attach(self, modules: dict[str, tuple[int, nn.Module]]) -> None:
+        """Hook ``{target name: (layer index, LoRA linear)}`` so each output gains the bank mix."""
+        for target, (layer, module) in modules.items():
+            self._handles.append(module.register_forward_hook(self._hook(target, layer)))
+
+    def _hook(self, target: str, layer: int):
+        def add_bank_mix(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            x = args[0]
+            self.bank.ensure_loaded()
+            a = self.attention.weights(layer, x)  # [B, T, S]
+            bank_a, bank_b = self.bank.tensors(target)
+            u = torch.einsum("bti,sri->btsr", x, bank_a) * a.unsqueeze(-1)
+            return output + torch.einsum("btsr,sor->bto", u, bank_b) * self.bank.scaling
+
+        return add_bank_mix
+
+
+def lora_linears(peft_model: nn.Module, prefix: str = "") -> dict[str, tuple[int, nn.Module]]:
+    """Every LoRA-wrapped linear of the encoder: ``{module name: (layer index, module)}``."""
+    from peft.tuners.lora import LoraLayer
+
+    from ..encoders import layer_index
+
+    found = {}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer):
+            index = layer_index(name)
+            if index is not None:
+                found[f"{prefix}{name}"] = (index, module)
+    return found
+
+
+def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: int, rank: int, scaling: float,
+                          dim: int, top_k: int, prefix: str = "") -> tuple[SourceTransfer, dict[str, tuple[int, nn.Module]]]:
+    """Bank and attention sized for ``peft_model``'s LoRA linears (not yet attached)."""
+    linears = lora_linears(peft_model, prefix)
+    shapes = {name: (m.in_features, m.out_features) for name, (_, m) in linears.items()}
+    layers = sorted({index for index, _ in linears.values()})
+    bank = SourceLanguageBank(languages, shapes, rank, scaling)
+    return SourceTransfer(bank, SourceLanguageAttention(languages, layers, hidden, dim, top_k)), linears
+
+
+def bank_folder_state(bank: SourceLanguageBank, lang: str, strip: str) -> dict[str, torch.Tensor]:
+    """A bank slot as a peft adapter state dict (keys as peft saves them, without adapter name)."""
+    state = {}
+    for target, (a, b) in bank.lora_of(lang).items():
+        key = target[len(strip):] if target.startswith(strip) else target
+        state[f"{key}.lora_A.weight"] = a.contiguous().clone()
+        state[f"{key}.lora_B.weight"] = b.contiguous().clone()
+    return state
