@@ -18,6 +18,8 @@ def dump_after_training(dump_dir: Path) -> None:
     def train_and_dump(self: MetaTrainer, *args: object, **kwargs: object):
         history = train(self, *args, **kwargs)
         state = {n: p.detach().cpu().contiguous() for n, p in self.named_trainable().items()}
+        if self.model.source_transfer is not None:  # the bank is state too, and must agree across processes
+            state.update({f"bank.{n}": t for n, t in self.model.source_transfer.bank.state_tensors().items()})
         save_file(state, dump_dir / f"rank{self.processes.rank}.safetensors")
         return history
 

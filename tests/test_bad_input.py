@@ -237,10 +237,11 @@ def _(c: Ctx):
     def poisoned(model, weights, batch):
         calls["n"] += 1
         loss, logits = real(model, weights, batch)
-        return (loss * float("nan"), logits) if calls["n"] > 40 else (loss, logits)  # after the first steps
+        return (loss * float("nan"), logits) if calls["n"] > 6 else (loss, logits)  # from step 2 on
 
     c.patch.setattr(fomaml, "batch_loss", poisoned)
-    return c.meta_train("--steps", "9", "--checkpoint_every", "1"), "query loss became nan (lower --outer_lr or --inner_lr); last good checkpoint"
+    return (c.meta_train("--steps", "3", "--inner_steps", "1", "--checkpoint_every", "1"),
+            f"step 2: query loss became nan (lower --outer_lr or --inner_lr); last good checkpoint: {c.out}.checkpoint (step 1)")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,12 +16,13 @@ from xmeta.meta.trainer import MetaTrainer
 
 def argv(train, encoder, out, *extra: str) -> list[str]:
     return ["meta-train", "--train_file", str(train), "--encoder", str(encoder), "--out", str(out), "--steps", "5",
-            "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--checkpoint_every", "2", *extra]
+            "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--inner_steps", "1", "--checkpoint_every", "2", *extra]
 
 
-def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, capsys):
+@pytest.mark.parametrize("model_flags", [[], ["--source_attention", "on", "--lora_layers", "1"]], ids=["plain", "attention"])
+def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, capsys, model_flags):
     train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
-    assert main(argv(train, tiny_encoder_dir, tmp_path / "whole")) == 0
+    assert main(argv(train, tiny_encoder_dir, tmp_path / "whole", *model_flags)) == 0
 
     step = MetaTrainer.step
 
@@ -32,7 +34,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, to
     monkeypatch.setattr(MetaTrainer, "step", signalled_during_step_3)
     out = tmp_path / "cut"
     capsys.readouterr()
-    assert main(argv(train, tiny_encoder_dir, out)) == 128 + signal.SIGTERM
+    assert main(argv(train, tiny_encoder_dir, out, *model_flags)) == 128 + signal.SIGTERM
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("xmeta meta-train: error: stopped by SIGTERM after step 3; checkpoint")
     assert not out.exists()
@@ -42,10 +44,12 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, to
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
     monkeypatch.setattr(MetaTrainer, "step", step)
-    assert main(argv(train, tiny_encoder_dir, out, "--resume")) == 0
-    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(out / "model.safetensors")
-    assert resumed.keys() == whole.keys()
-    assert all(torch.equal(whole[n], resumed[n]) for n in whole)
+    assert main(argv(train, tiny_encoder_dir, out, *model_flags, "--resume")) == 0
+    weights = ["model.safetensors"] + [f"bank/{lang}/adapter_model.safetensors" for lang in ("aa", "bb", "cc") if model_flags]
+    for name in weights:
+        whole, resumed = load_file(tmp_path / "whole" / name), load_file(out / name)
+        assert resumed.keys() == whole.keys()
+        assert all(torch.equal(whole[n], resumed[n]) for n in whole), name
 
 
 def test_resume_from_named_folder_and_longer_run(tmp_path, tiny_encoder_dir, toy_jsonl):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,10 +16,10 @@ from xmeta.distributed import Processes
 WORKER = Path(__file__).with_name("distributed_worker.py")
 
 
-def meta_train_argv(train: Path, encoder: Path, out: Path) -> list[str]:
+def meta_train_argv(train: Path, encoder: Path, out: Path, *flags: str) -> list[str]:
     # 3 languages per meta-batch over 2 processes: an uneven share (rank 0 runs episodes 0 and 2)
     return ["meta-train", "--train_file", str(train), "--encoder", str(encoder), "--out", str(out), "--steps", "3",
-            "--meta_batch", "3", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--checkpoint_every", "2"]
+            "--meta_batch", "3", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--checkpoint_every", "2", *flags]
 
 
 def test_share_takes_every_world_th_item():
@@ -26,11 +27,12 @@ def test_share_takes_every_world_th_item():
     assert [Processes(rank=r, world=3).share(items) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
 
 
-def test_two_processes_equal_each_other_and_one_process(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch):
+@pytest.mark.parametrize("flags", [[], ["--source_attention", "on", "--lora_layers", "1"]], ids=["plain", "attention"])
+def test_two_processes_equal_each_other_and_one_process(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, flags):
     train = toy_jsonl(["aa", "bb", "cc", "dd"], per_class=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[1])}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-              str(tmp_path), *meta_train_argv(train, tiny_encoder_dir, tmp_path / "two")]
+              str(tmp_path), *meta_train_argv(train, tiny_encoder_dir, tmp_path / "two", *flags)]
     done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("saved ") == 1  # only the main process reports and writes
@@ -49,6 +51,6 @@ def test_two_processes_equal_each_other_and_one_process(tmp_path, tiny_encoder_d
 
     monkeypatch.setattr(MetaTrainer, "train", MetaTrainer.train)  # undone after the test
     dump_after_training(single)
-    assert main(meta_train_argv(train, tiny_encoder_dir, tmp_path / "one")) == 0
+    assert main(meta_train_argv(train, tiny_encoder_dir, tmp_path / "one", *flags)) == 0
     one = load_file(single / "rank0.safetensors")
     assert max((one[n] - rank0[n]).abs().max().item() for n in one) < 1e-6

@@ -28,6 +28,7 @@ STATE_NAME = "state.json"
 PARAMS_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.safetensors"
 RNG_PREFIX = "rng."
+BANK_PREFIX = "bank."  # source-language bank slots: refreshed state, though not parameters
 # flags a resumed run may change: they do not alter the sequence of updates
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "dev_episodes")
 
@@ -48,6 +49,12 @@ def _restore_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Non
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy_random"]
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def _bank_tensors(model) -> dict[str, torch.Tensor]:
+    if model.source_transfer is None:
+        return {}
+    return {f"{BANK_PREFIX}{n}": t.cpu().contiguous() for n, t in model.source_transfer.bank.state_tensors().items()}
 
 
 def save_checkpoint(directory: Path, trainer) -> None:
@@ -76,7 +83,8 @@ def save_checkpoint(directory: Path, trainer) -> None:
         "numpy_random": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
     }
     with atomic_directory(directory, overwrite=True) as tmp:
-        save_file({**params, **_rng_tensors()}, tmp / PARAMS_NAME, metadata={"xmeta_version": __version__})
+        save_file({**params, **_rng_tensors(), **_bank_tensors(trainer.model)}, tmp / PARAMS_NAME,
+                  metadata={"xmeta_version": __version__})
         save_file(opt_tensors, tmp / OPTIMIZER_NAME, metadata={"xmeta_version": __version__})
         write_json(tmp / STATE_NAME, state)
 
@@ -110,13 +118,16 @@ def load_checkpoint(directory: Path, trainer) -> None:
         raise ArgumentError(f"--resume {directory}: it is at step {state['step']}, beyond --steps {trainer.args.steps}")
     tensors = read_safetensors(directory / PARAMS_NAME)
     own = trainer.named_trainable()
-    names = {n for n in tensors if not n.startswith(RNG_PREFIX)}
+    names = {n for n in tensors if not n.startswith((RNG_PREFIX, BANK_PREFIX))}
     if names != set(own) or any(tensors[n].shape != own[n].shape for n in own):
         culprit = sorted(names ^ set(own)) or [n for n in own if tensors[n].shape != own[n].shape]
         raise ModelFolderError(f"{directory / PARAMS_NAME}: does not fit this model ({culprit[0]})")
     with torch.no_grad():
         for name, p in own.items():
             p.copy_(tensors[name])
+    if trainer.model.source_transfer is not None:
+        trainer.model.source_transfer.bank.load_state_tensors(
+            {n[len(BANK_PREFIX):]: t for n, t in tensors.items() if n.startswith(BANK_PREFIX)})
     slots: dict[int, dict[str, Any]] = {}
     for key, value in {**read_safetensors(directory / OPTIMIZER_NAME), **state["optimizer_values"]}.items():
         index, slot = key.split(".", 1)

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import mean
@@ -141,13 +141,17 @@ class MetaTrainer:
         step = self.completed + 1
         self.optimizer.zero_grad(set_to_none=True)
         results = []
-        for index, episode in self.processes.share(list(enumerate(episodes))):
-            torch.manual_seed(episode_seed(self.args.seed, step, index))
-            results += self.maml.meta_gradient([episode_batches(self.model, episode)], total=len(episodes))
+        bank = self.model.source_transfer.bank if self.model.source_transfer is not None else None
+        with bank.deferred() if bank is not None else nullcontext():
+            for index, episode in self.processes.share(list(enumerate(episodes))):
+                torch.manual_seed(episode_seed(self.args.seed, step, index))
+                results += self.maml.meta_gradient([episode_batches(self.model, episode)], total=len(episodes))
         params = list(self.named_trainable().values())
         loss, accuracy, stop = self.processes.sum_gradients(
             params, [sum(r.query_loss for r in results), sum(r.query_accuracy for r in results), float(self.stop_signal or 0)])
         loss, accuracy = loss / len(episodes), accuracy / len(episodes)
+        if bank is not None:
+            bank.sync(self.processes.sum_)
         if not math.isfinite(loss):
             kept = (f"last good checkpoint: {self.last_checkpoint[0]} (step {self.last_checkpoint[1]})"
                     if self.last_checkpoint else "no checkpoint was written (see --checkpoint_every)")

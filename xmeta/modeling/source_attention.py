@@ -30,6 +30,8 @@ class SourceLanguageBank(nn.Module):
         self.targets = list(shapes)
         self.scaling = scaling
         self.filled = [False] * len(languages)
+        self.touched: set[int] = set()  # slots refreshed by this process since the last `sync`
+        self._staged: list | None = None
         self._reader: Callable[[str], dict[str, torch.Tensor]] | None = None
         for j, (fan_in, fan_out) in enumerate(shapes.values()):
             self.register_buffer(f"A_{j}", torch.zeros(len(languages), rank, fan_in), persistent=False)
@@ -56,6 +58,18 @@ class SourceLanguageBank(nn.Module):
         j = self.targets.index(target)
         return getattr(self, f"A_{j}"), getattr(self, f"B_{j}")
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Stage every `store` until the block ends: the bank stays frozen for a whole meta-step,
+        so the result cannot depend on the order (or the process) in which episodes ran."""
+        self._staged = []
+        try:
+            yield
+        finally:
+            staged, self._staged = self._staged, None
+            for args in staged:
+                self.store(*args)
+
     @torch.no_grad()
     def store(self, lang: str, lora: dict[str, tuple[torch.Tensor, torch.Tensor]], momentum: float = 1.0) -> None:
         """Blend a language's LoRA (per target: A, B) into its slot: ``slot ← (1-m) slot + m new``.
@@ -63,6 +77,9 @@ class SourceLanguageBank(nn.Module):
         The first result for a slot is taken whole; later ones are averaged in, which smooths the
         noise of few-shot inner loops while following θ as it moves.
         """
+        if self._staged is not None:
+            self._staged.append((lang, {t: (a.detach().clone(), b.detach().clone()) for t, (a, b) in lora.items()}, momentum))
+            return
         s = self.slot(lang)
         m = 1.0 if not self.filled[s] else momentum
         for target, (a, b) in lora.items():
@@ -70,6 +87,42 @@ class SourceLanguageBank(nn.Module):
             bank_a[s].mul_(1 - m).add_(a.to(bank_a.dtype), alpha=m)
             bank_b[s].mul_(1 - m).add_(b.to(bank_b.dtype), alpha=m)
         self.filled[s] = True
+        self.touched.add(s)
+
+    @torch.no_grad()
+    def sync(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Make every process's bank identical after a distributed meta-step.
+
+        Each slot is refreshed by at most one process per step (a meta-batch has distinct
+        languages), so summing "refreshed slot or zero" over processes gives the new slots.
+        """
+        touched = torch.zeros(len(self.languages))
+        touched[list(self.touched)] = 1.0
+        sum_(touched)
+        refreshed = touched > 0
+        for j in range(len(self.targets)):
+            for name in (f"A_{j}", f"B_{j}"):
+                bank = getattr(self, name)
+                mine = torch.zeros(len(self.languages), dtype=torch.bool)
+                mine[list(self.touched)] = True
+                contribution = bank * mine.view(-1, *[1] * (bank.dim() - 1)).to(bank.dtype)
+                sum_(contribution)
+                bank[refreshed] = contribution[refreshed]
+        for s in refreshed.nonzero().flatten().tolist():
+            self.filled[s] = True
+        self.touched.clear()
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Slots and which are filled, for training checkpoints (the bank is not a parameter)."""
+        return {**{name: buf.detach().clone() for name, buf in self.named_buffers()},
+                "filled": torch.tensor(self.filled, dtype=torch.uint8)}
+
+    @torch.no_grad()
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, buf in self.named_buffers():
+            buf.copy_(tensors[name])
+        self.filled = [bool(v) for v in tensors["filled"].tolist()]
+        self.touched.clear()
 
     def lora_of(self, lang: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         s = self.slot(lang)
