@@ -63,6 +63,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="runs/source-attention")
+    parser.add_argument("--modes", default="off,on", help="which models to train and compare")
+    parser.add_argument("--no_targets", action="store_true", help="skip the K=4 comparison (sanity and timing only)")
+    parser.add_argument("--no_timing", action="store_true")
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     out = Path(args.out)
@@ -70,51 +73,55 @@ def main() -> None:
     results: dict = {"steps": args.steps, "seeds": args.seeds, "targets": {}, "sanity": {}, "step_seconds": {}}
 
     tasks = load_language_tasks(card, None, "train")
-    for n in (0, 8, 20):
+    for n in () if args.no_timing else (0, 8, 20):
         results["step_seconds"][n] = step_seconds(card, tasks, n)
         print(f"meta-step with {n} sources: {results['step_seconds'][n]:.2f} s", flush=True)
 
     models = {}
-    for mode in ("off", "on"):
+    modes = args.modes.split(",")
+    for mode in modes:
         folder = out / f"meta-{mode}"
         if not (folder / "config.json").is_file():
             assert xmeta(["meta-train", "--out", str(folder), "--steps", str(args.steps), "--source_attention", mode,
                           "--overwrite"]) == 0
         models[mode] = XMetaForSequenceClassification.from_pretrained(folder)
 
-    for lang in card.targets:
+    for lang in () if args.no_targets else card.targets:
         train, test = (load_language_tasks(card, [lang], split)[lang] for split in ("train", "test"))
         row = {}
-        for mode, model in models.items():
-            ev = few_shot_evaluation(model, train, test, [4], list(range(args.seeds)))
+        for mode, trained in models.items():
+            ev = few_shot_evaluation(trained, train, test, [4], list(range(args.seeds)))
             row[mode] = ev.summary()[4]
         results["targets"][lang] = row
         print(lang, {m: round(r["macro_f1_mean"], 3) for m, r in row.items()}, flush=True)
 
-    model = models["on"]
-    for lang, relatives in RELATIVES.items():
+    model = models.get("on")
+    for lang, relatives in RELATIVES.items() if model is not None else ():
         train = load_language_tasks(card, [lang], "train")[lang]
         ids = sample_k_shot(train, 4, 0)
         model.adapt([(train.texts[i], card.labels[train.labels[i]]) for i in ids], lang=lang)
         profile = explain_sources(model, train.texts[:256], lang, lang)
         top = profile.ranked()[0][0]
-        results["sanity"][lang] = {"relatives": relatives, "top": top, "ok": top in relatives,
+        closest = max(zip(profile.cosine, profile.sources))[1]
+        results["sanity"][lang] = {"relatives": relatives, "top": top, "ok": top in relatives, "closest_by_cosine": closest,
                                    "attention": dict(zip(profile.sources, profile.attention)),
                                    "cosine": dict(zip(profile.sources, profile.cosine))}
         print(lang, "top source", top, "expected", relatives, flush=True)
 
-    mean = {m: statistics.fmean(r[m]["macro_f1_mean"] for r in results["targets"].values()) for m in ("off", "on")}
+    mean = {m: statistics.fmean(r[m]["macro_f1_mean"] for r in results["targets"].values()) if results["targets"] else float("nan")
+            for m in modes}
     results["mean_macro_f1_k4"] = mean
     lines = [f"K=4 macro-F1 (mean ± std over {args.seeds} seeds), {args.steps} meta-steps each", "",
-             "| target | attention off | attention on |", "|---|---|---|"]
+             "| target | " + " | ".join(f"attention {m}" for m in modes) + " |", "|---|" + "---|" * len(modes)]
     for lang, row in results["targets"].items():
-        lines.append(f"| {lang} | " + " | ".join(f"{row[m]['macro_f1_mean']:.3f} ± {row[m]['macro_f1_std']:.3f}" for m in ("off", "on")) + " |")
-    lines.append(f"| **mean** | {mean['off']:.3f} | {mean['on']:.3f} |")
-    lines += ["", "| target | expected | top source | top-3 attention |", "|---|---|---|---|"]
+        lines.append(f"| {lang} | " + " | ".join(f"{row[m]['macro_f1_mean']:.3f} ± {row[m]['macro_f1_std']:.3f}" for m in modes) + " |")
+    lines.append("| **mean** | " + " | ".join(f"{mean[m]:.3f}" for m in modes) + " |")
+    lines += ["", "| target | expected | top source (attention) | top-3 attention | closest (centred cosine) |",
+              "|---|---|---|---|---|"]
     for lang, s in results["sanity"].items():
         top3 = sorted(s["attention"].items(), key=lambda kv: -kv[1])[:3]
         lines.append(f"| {lang} | {'/'.join(s['relatives'])} | {s['top']} {'✓' if s['ok'] else '✗'} | "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in top3) + " |")
+                     + ", ".join(f"{k} {v:.3f}" for k, v in top3) + f" | {s['closest_by_cosine']} |")
     lines += ["", "| sources in bank | s / meta-step |", "|---:|---:|"]
     lines += [f"| {n} | {t:.2f} |" for n, t in results["step_seconds"].items()]
     table = "\n".join(lines) + "\n"
@@ -123,7 +130,7 @@ def main() -> None:
         (tmp / "results.md").write_text(table, encoding="utf-8")
         fig, ax = plt.subplots(figsize=(7, 3.5))
         langs = list(results["targets"])
-        for k, mode in enumerate(("off", "on")):
+        for k, mode in enumerate(modes):
             ax.bar([i + 0.4 * k for i in range(len(langs))], [results["targets"][t][mode]["macro_f1_mean"] for t in langs],
                    width=0.4, label=f"attention {mode}")
         ax.set_xticks([i + 0.2 for i in range(len(langs))], langs)

@@ -15,7 +15,8 @@ from ..modeling.pooling import mean_pool
 
 @dataclass
 class SourceProfile:
-    """Attention mass per source (mean over real tokens, then over layers) and task-embedding cosines."""
+    """Attention mass per source (mean over real tokens, then over layers) and task-embedding cosines
+    (centred on the mean of the sources, so that the shared component does not hide the differences)."""
 
     lang: str
     adapter: str
@@ -63,7 +64,7 @@ def explain_sources(model, texts: Sequence[str], lang: str, adapter: str, batch_
     finally:
         model.use_language(previous)
     task_embedding = torch.cat(pooled).mean(0, keepdim=True)
-    cosine = torch.nn.functional.cosine_similarity(task_embedding, transfer.attention.task_embeddings, dim=-1)
+    cosine = transfer.attention.task_similarity(task_embedding)
     return SourceProfile(lang, adapter, len(texts), list(transfer.bank.languages), (mass / tokens).tolist(), cosine.tolist())
 
 

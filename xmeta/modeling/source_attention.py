@@ -160,8 +160,15 @@ class SourceLanguageAttention(nn.Module):
         reporting how close a target language is to each source.
         """
         for i, means in layer_means.items():
-            self.keys[str(i)].copy_(self.query[str(i)](means))
+            # Mean hidden states of all languages share one large common direction (cosines ~0.9);
+            # only what sets a language apart from the others should decide where attention goes.
+            self.keys[str(i)].copy_(self.query[str(i)](means - means.mean(0, keepdim=True)))
         self.task_embeddings.copy_(task_embeddings)
+
+    def task_similarity(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Cosine of a language's task embedding to each source's, both centred on the sources' mean."""
+        centre = self.task_embeddings.mean(0, keepdim=True)
+        return nn.functional.cosine_similarity(embedding - centre, self.task_embeddings - centre, dim=-1)
 
     def weights(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         """a [..., S] for hidden states x [..., hidden]; excluded languages get exactly 0."""
