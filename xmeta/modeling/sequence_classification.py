@@ -32,6 +32,11 @@ def check_language_code(lang: str) -> str:
     return lang
 
 
+def is_adapter_tensor(name: str, adapter: str) -> bool:
+    """Whether a peft parameter name is one of ``adapter``'s own tensors (LoRA A/B or its head copy)."""
+    return f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
+
+
 class XMetaPreTrainedModel(PreTrainedModel):
     """Binds xmeta models to `XMetaConfig`; weights never come from transformers' own loader."""
 
@@ -130,8 +135,7 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
     def _freeze_other_adapters(self, active: str) -> None:
         """Only ``active``'s adapter trains; the shared meta-embedding trains with θ (a slow weight), not per language."""
         for pname, p in self.peft.named_parameters():
-            adapter = f".{active}." in pname and ("lora_" in pname or "modules_to_save" in pname)
-            p.requires_grad_(adapter or (".meta_embedding." in pname and active == META_ADAPTER))
+            p.requires_grad_(is_adapter_tensor(pname, active) or (".meta_embedding." in pname and active == META_ADAPTER))
 
     def start_language(self, lang: str) -> None:
         """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
@@ -159,21 +163,15 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
 
     def adapter_state(self, adapter: str) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (LoRA A/B and its head copy), keyed by parameter name."""
-        tag = f".{adapter}."
-        return {
-            n: p.detach()
-            for n, p in self.peft.named_parameters()
-            if tag in n and ("lora_" in n or "modules_to_save" in n)
-        }
+        return {n: p.detach() for n, p in self.peft.named_parameters() if is_adapter_tensor(n, adapter)}
 
     def fast_parameters(self) -> dict[str, torch.nn.Parameter]:
         """The active adapter's trainable tensors: the inner loop's fast weights φ.
 
         Every other trainable tensor (source attention, ...) is a slow weight of the outer loop.
         """
-        tag = f".{self.active_language}."
-        return {n: p for n, p in self.named_parameters()
-                if p.requires_grad and n.startswith("peft.") and tag in n and ("lora_" in n or "modules_to_save" in n)}
+        return {n: p for n, p in self.peft.named_parameters(prefix="peft")
+                if p.requires_grad and is_adapter_tensor(n, self.active_language)}
 
     def shared_state(self) -> dict[str, torch.Tensor]:
         """Tensors outside the per-language adapters (source attention, ...), saved with θ."""
