@@ -162,7 +162,10 @@ class SourceLanguageAttention(nn.Module):
         for i, means in layer_means.items():
             # Mean hidden states of all languages share one large common direction (cosines ~0.9);
             # only what sets a language apart from the others should decide where attention goes.
-            self.keys[str(i)].copy_(self.query[str(i)](means - means.mean(0, keepdim=True)))
+            # Unit-direction keys scaled by √d make the logits <q(x), k_l>/√d = |q(x)| cos(q(x), k_l):
+            # a few units apart, so the initial attention already prefers the closest sources.
+            keys = self.query[str(i)](means - means.mean(0, keepdim=True))
+            self.keys[str(i)].copy_(nn.functional.normalize(keys, dim=-1) * math.sqrt(self.dim))
         self.task_embeddings.copy_(task_embeddings)
 
     def task_similarity(self, embedding: torch.Tensor) -> torch.Tensor:
