@@ -114,3 +114,12 @@ def test_cli_meta_train_with_attention_then_explain(tmp_path, tiny_encoder_dir, 
     profile = __import__("json").loads((tmp_path / "ex" / "explain.json").read_text())
     assert profile["adapter"] == "yo" and abs(sum(profile["attention"]) - 1) < 1e-4
     assert (tmp_path / "ex" / "source_attention.png").stat().st_size > 0
+
+
+def test_task_embeddings_ignore_the_bank(tiny_encoder_dir):
+    """Task embeddings describe the language through the plain encoder, whatever the bank holds."""
+    model = _model(tiny_encoder_dir)
+    before = model.source_transfer.attention.task_embeddings.clone()
+    _fill_bank(model)
+    model.init_source_keys({lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
+    assert torch.equal(model.source_transfer.attention.task_embeddings, before)

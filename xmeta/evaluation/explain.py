@@ -58,7 +58,7 @@ def explain_sources(model, texts: Sequence[str], lang: str, adapter: str, batch_
             per_layer = torch.stack([(weights * mask).sum((0, 1)) for _, weights in seen]).mean(0)
             mass += per_layer
             tokens += int(mask.sum())
-            with model.peft.disable_adapter():
+            with model.peft.disable_adapter(), transfer.disabled():
                 hidden = encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
             pooled.append(mean_pool(hidden, inputs["attention_mask"]))
     finally:

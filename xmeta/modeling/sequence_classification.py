@@ -207,7 +207,7 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         finals = []
         for lang in transfer.bank.languages:
             inputs = self.encode(list(texts[lang]))
-            with self.peft.disable_adapter():
+            with self.peft.disable_adapter(), transfer.disabled():
                 out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
             for i in layer_means:
                 layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))

@@ -223,6 +223,16 @@ class SourceTransfer(nn.Module):
         self.bank = bank
         self.attention = attention
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.enabled = True
+
+    @contextlib.contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Run the plain encoder (e.g. for task embeddings): the bank mix is not added."""
+        self.enabled = False
+        try:
+            yield
+        finally:
+            self.enabled = True
 
     def attach(self, modules: dict[str, tuple[int, nn.Module]]) -> None:
         """Hook ``{target name: (layer index, LoRA linear)}`` so each output gains the bank mix."""
@@ -231,6 +241,8 @@ class SourceTransfer(nn.Module):
 
     def _hook(self, target: str, layer: int):
         def add_bank_mix(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+            if not self.enabled:
+                return output
             x = args[0]
             self.bank.ensure_loaded()
             a = self.attention.weights(layer, x)  # [B, T, S]
