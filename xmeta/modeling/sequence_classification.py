@@ -19,7 +19,7 @@ from ..errors import ArgumentError, DataError
 from .classifier import PooledClassifier
 from .meta_embedding import CharNgramFeatures, MetaEmbedding
 from .pooling import mean_pool
-from .source_attention import SourceTransfer, build_source_transfer
+from .source_attention import PEFT_PREFIX, SourceTransfer, build_source_transfer
 
 META_ADAPTER = "meta"
 _LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -95,7 +95,7 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
                 raise ArgumentError("source attention needs source languages (config.source_languages)")
             self.source_transfer, linears = build_source_transfer(
                 self.peft, config.source_languages, encoder.config.hidden_size, config.lora_r,
-                config.lora_alpha / config.lora_r, config.attention_dim, config.attention_top_k, prefix="peft.")
+                config.lora_alpha / config.lora_r, config.attention_dim, config.attention_top_k, prefix=PEFT_PREFIX)
             self.source_transfer.attach({name: linears[name] for name in self.source_transfer.bank.targets})
 
     def lora_config(self) -> LoraConfig:

@@ -129,7 +129,7 @@ def save_bank(model: XMetaForSequenceClassification, folder: Path) -> None:
     for lang in bank.languages:
         (folder / lang).mkdir(parents=True)
         config.save_pretrained(str(folder / lang))
-        save_file(bank_folder_state(bank, lang, strip="peft."), folder / lang / "adapter_model.safetensors",
+        save_file(bank_folder_state(bank, lang), folder / lang / "adapter_model.safetensors",
                   metadata={"format": "pt"})
 
 

@@ -21,6 +21,9 @@ import torch
 from torch import nn
 
 
+PEFT_PREFIX = "peft."
+
+
 class SourceLanguageBank(nn.Module):
     """Frozen LoRA A/B of each source language, stacked per adapted linear: A [S, r, in], B [S, out, r]."""
 
@@ -47,8 +50,7 @@ class SourceLanguageBank(nn.Module):
         read, self._reader = self._reader, None
         for lang in self.languages:
             state = read(lang)
-            lora = {t: (state[f"{t.removeprefix('peft.')}.lora_A.weight"], state[f"{t.removeprefix('peft.')}.lora_B.weight"])
-                    for t in self.targets}
+            lora = {t: (state[f"{peft_key(t)}.lora_A.weight"], state[f"{peft_key(t)}.lora_B.weight"]) for t in self.targets}
             self.store(lang, lora, momentum=1.0)
 
     def slot(self, lang: str) -> int:
@@ -100,11 +102,11 @@ class SourceLanguageBank(nn.Module):
         touched[list(self.touched)] = 1.0
         sum_(touched)
         refreshed = touched > 0
+        mine = torch.zeros(len(self.languages), dtype=torch.bool)
+        mine[list(self.touched)] = True
         for j in range(len(self.targets)):
             for name in (f"A_{j}", f"B_{j}"):
                 bank = getattr(self, name)
-                mine = torch.zeros(len(self.languages), dtype=torch.bool)
-                mine[list(self.touched)] = True
                 contribution = bank * mine.view(-1, *[1] * (bank.dim() - 1)).to(bank.dtype)
                 sum_(contribution)
                 bank[refreshed] = contribution[refreshed]
@@ -278,11 +280,16 @@ def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: i
     return SourceTransfer(bank, SourceLanguageAttention(languages, layers, hidden, dim, top_k)), linears
 
 
-def bank_folder_state(bank: SourceLanguageBank, lang: str, strip: str) -> dict[str, torch.Tensor]:
+def peft_key(target: str) -> str:
+    """The name peft saves a target's LoRA under: bank targets are named from the xmeta model,
+    whose peft model is its ``peft`` attribute."""
+    return target.removeprefix(PEFT_PREFIX)
+
+
+def bank_folder_state(bank: SourceLanguageBank, lang: str) -> dict[str, torch.Tensor]:
     """A bank slot as a peft adapter state dict (keys as peft saves them, without adapter name)."""
     state = {}
     for target, (a, b) in bank.lora_of(lang).items():
-        key = target[len(strip):] if target.startswith(strip) else target
-        state[f"{key}.lora_A.weight"] = a.contiguous().clone()
-        state[f"{key}.lora_B.weight"] = b.contiguous().clone()
+        state[f"{peft_key(target)}.lora_A.weight"] = a.contiguous().clone()
+        state[f"{peft_key(target)}.lora_B.weight"] = b.contiguous().clone()
     return state
