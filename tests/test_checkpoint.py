@@ -19,7 +19,9 @@ def argv(train, encoder, out, *extra: str) -> list[str]:
             "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2", "--inner_steps", "1", "--checkpoint_every", "2", *extra]
 
 
-@pytest.mark.parametrize("model_flags", [[], ["--source_attention", "on", "--lora_layers", "1"]], ids=["plain", "attention"])
+@pytest.mark.parametrize("model_flags", [[], ["--source_attention", "on", "--lora_layers", "1"], ["--learn_inner_lr"],
+                                         ["--meta_embedding", "on", "--lora_layers", "1"]],
+                         ids=["plain", "attention", "inner-rates", "meta-embedding"])
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, capsys, model_flags):
     train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
     assert main(argv(train, tiny_encoder_dir, tmp_path / "whole", *model_flags)) == 0
@@ -45,7 +47,9 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, to
 
     monkeypatch.setattr(MetaTrainer, "step", step)
     assert main(argv(train, tiny_encoder_dir, out, *model_flags, "--resume")) == 0
-    weights = ["model.safetensors"] + [f"bank/{lang}/adapter_model.safetensors" for lang in ("aa", "bb", "cc") if model_flags]
+    weights = ["model.safetensors"] + [f"bank/{lang}/adapter_model.safetensors" for lang in ("aa", "bb", "cc")
+                                     if "--source_attention" in model_flags]
+    weights += ["meta_embedding.safetensors"] if "--meta_embedding" in model_flags else []  # its own AdamW group
     for name in weights:
         whole, resumed = load_file(tmp_path / "whole" / name), load_file(out / name)
         assert resumed.keys() == whole.keys()

@@ -27,7 +27,8 @@ def test_share_takes_every_world_th_item():
     assert [Processes(rank=r, world=3).share(items) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
 
 
-@pytest.mark.parametrize("flags", [[], ["--source_attention", "on", "--lora_layers", "1"]], ids=["plain", "attention"])
+@pytest.mark.parametrize("flags", [[], ["--source_attention", "on", "--lora_layers", "1"], ["--learn_inner_lr"]],
+                         ids=["plain", "attention", "inner-rates"])
 def test_two_processes_equal_each_other_and_one_process(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, flags):
     train = toy_jsonl(["aa", "bb", "cc", "dd"], per_class=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parents[1])}

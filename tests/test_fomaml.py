@@ -1,16 +1,21 @@
-"""First-order MAML: the functional meta-gradient against a deepcopy-per-task reference."""
+"""First-order MAML: the functional meta-gradient against the deepcopy-per-task reference (`xmeta.meta.reference`)."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
 
 from tests.conftest import TOY_WORDS, toy_rows
 from xmeta import XMetaForSequenceClassification
-from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch, MetaTrainer, MetaTrainingArguments
 from xmeta.data import EpisodeSampler, LabelMap, LanguageTask
+from xmeta.meta import (
+    FirstOrderMAML,
+    InnerLoop,
+    LabelledBatch,
+    MetaTrainer,
+    MetaTrainingArguments,
+)
+from xmeta.meta.reference import reference_meta_gradient
 
 
 def _examples(model, lang: str, per_class: int, seed: int) -> tuple[list[str], list[int]]:
@@ -22,10 +27,10 @@ def _batch(model, lang: str, per_class: int, seed: int, chunk_size: int = 4) -> 
     return LabelledBatch.build(model, *_examples(model, lang, per_class, seed), chunk_size=chunk_size)
 
 
-def _model(tiny_encoder_dir, lora_layers: int = 0):
+def _model(tiny_encoder_dir, lora_layers: int = 0, **config: object):
     torch.manual_seed(0)
     m = XMetaForSequenceClassification.for_labels(list(TOY_WORDS), encoder=str(tiny_encoder_dir), lora_r=4,
-                                                  lora_layers=lora_layers, classifier_dropout=0.0)
+                                                  lora_layers=lora_layers, classifier_dropout=0.0, **config)
     # LoRA B starts at zero; give it values so every fast tensor has a non-trivial gradient.
     with torch.no_grad():
         for name, p in m.fast_parameters().items():
@@ -39,38 +44,18 @@ def model(tiny_encoder_dir):
     return _model(tiny_encoder_dir)
 
 
-def reference_meta_gradient(model, episodes, lr: float, steps: int) -> dict[str, torch.Tensor]:
-    """What research code does: a model copy per task, optimiser steps on it, query grads read off it.
-
-    It also runs the plain way: one padded batch through every layer, no chunks, no cached layers.
-    """
-    names = list(model.fast_parameters())
-    total = {n: torch.zeros_like(p) for n, p in model.fast_parameters().items()}
-    for (s_texts, s_labels), (q_texts, q_labels) in episodes:
-        clone = copy.deepcopy(model)
-        fast = clone.fast_parameters()
-        opt = torch.optim.SGD(list(fast.values()), lr=lr)
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(clone(**clone.encode(s_texts)).logits, torch.tensor(s_labels))
-            loss.backward()
-            opt.step()
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(clone(**clone.encode(q_texts)).logits, torch.tensor(q_labels)).backward()
-        for n in names:
-            total[n] += fast[n].grad / len(episodes)
-    return total
-
-
-@pytest.mark.parametrize("lora_layers", [0, 1])
-def test_meta_gradient_matches_deepcopy_reference(tiny_encoder_dir, lora_layers):
+@pytest.mark.parametrize(("lora_layers", "pad_to"), [(0, None), (1, None), (1, 40)])
+def test_meta_gradient_matches_deepcopy_reference(tiny_encoder_dir, lora_layers, pad_to):
+    """``pad_to``: the reference pads every text to that length, as the speed benchmark's baseline does."""
     model = _model(tiny_encoder_dir, lora_layers)
     raw = [(_examples(model, lang, 3, 1), _examples(model, lang, 3, 2)) for lang in ("aa", "bb", "cc")]
     episodes = [(lang, LabelledBatch.build(model, *s, chunk_size=4), LabelledBatch.build(model, *q, chunk_size=4))
                 for lang, (s, q) in zip(("aa", "bb", "cc"), raw)]
     assert len(episodes[0][1].chunks) == 3
     model.train()
-    expected = reference_meta_gradient(model, raw, lr=0.1, steps=3)
+    reference_meta_gradient(model, raw, lr=0.1, steps=3, pad_to=pad_to)  # the deepcopy-per-task way, into .grad
+    expected = {n: p.grad for n, p in model.fast_parameters().items()}
+    model.zero_grad(set_to_none=True)
     before = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
     FirstOrderMAML(model, InnerLoop(lr=0.1, steps=3)).meta_gradient(episodes)
     for name, p in model.fast_parameters().items():

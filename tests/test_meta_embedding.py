@@ -1,4 +1,5 @@
-"""Meta-embedding: identity at init, gates, deterministic hashing, <unk> spans, meta-gradient, save/load, export."""
+"""Meta-embedding: identity at init, gates, deterministic hashing, <unk> spans, meta-gradient, save/load, export,
+and the per-language target view (unigram pieces of the language's own text, adapted with its adapter)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import TOY_WORDS, toy_rows
+from tests.test_cli import run_error
 from xmeta import XMetaForSequenceClassification
 from xmeta.errors import ModelFolderError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
+from xmeta.meta.trainer import MetaTrainer, MetaTrainingArguments
 from xmeta.modeling.meta_embedding import bucket
+from xmeta.modeling.target_view import attach_target_view, train_unigram
 
 UNK_TEXTS = ["cat ᎠᎪᏪᎳ dog", "rice ᏔᎵᎭ", "ᏇᏂᎩ train road"]  # Cherokee: <unk> for the toy vocabulary
 TEXTS = ["cat dog", "rice soup tea", "train road", "owl xyz"] + UNK_TEXTS
@@ -141,3 +145,111 @@ def test_coverage_command_recommends_the_layer(tiny_encoder_dir, tmp_path, capsy
     out = capsys.readouterr().out
     assert "| chr |" in out and "recommended" in out and "--meta_embedding on" in out
     assert main(["coverage", "--file", str(tmp_path / "missing.txt")]) == 2
+
+
+CHEROKEE_TEXT = ["ᎠᎪᏪᎳᏅᎢ ᏔᎵᎭ ᏍᏓᏱ", "ᎤᏃᏴᎩ ᎤᏙᏪᎸ ᎠᎵᏱᏛᎢ", "ᎪᏪᎸ ᏇᏂᎩ ᎠᎪᏪᎳ"]
+
+
+def _shots(lang: str = "chr") -> list[tuple[str, str]]:
+    return [(r["text"] + " ᎠᎪᏪᎳ", r["label"]) for r in toy_rows(lang, 2, 0)]
+
+
+def _view(model, lang: str = "chr"):
+    return model.peft.base_model.model.meta_embedding.target(lang)
+
+
+def test_target_view_keeps_the_output_at_init(model):
+    _trained(model)
+    model.start_language("chr")
+    before = model.predict_proba(TEXTS)
+    attach_target_view(model, "chr", CHEROKEE_TEXT)
+    assert torch.equal(model.predict_proba(TEXTS), before)
+
+
+def test_unigram_model_is_deterministic():
+    first, second = train_unigram(CHEROKEE_TEXT * 3, 200), train_unigram(CHEROKEE_TEXT * 3, 200)
+    assert first == second and len(first) > 0
+    assert train_unigram(CHEROKEE_TEXT[:1], 200) != first
+
+
+def test_unk_spans_get_target_pieces(model):
+    model.start_language("chr")
+    view = attach_target_view(model, "chr", CHEROKEE_TEXT)
+    inputs = model.encode(UNK_TEXTS)
+    unk = inputs["input_ids"] == model.tokenizer.unk_token_id
+    pieces = (-inputs["char_ngrams"]).clamp(min=0)  # the target view's ids ride along negated
+    assert unk.any() and (pieces[unk] > 0).any(-1).all(), "every <unk> token needs target pieces"
+    with torch.no_grad():
+        view.projection.weight.normal_()
+    subword = model.peft.base_model.model.encoder.get_input_embeddings()(inputs["input_ids"])
+    assert (view(subword, pieces)[unk].norm(dim=-1) > 0).all()
+
+
+def test_adapt_option_trains_only_the_language_view(model):
+    _trained(model)
+    shared = {k: v.clone() for k, v in model.peft.base_model.model.meta_embedding.state_dict().items()}
+    model.adapt(_shots(), lang="chr", steps=2, lr=0.5)
+    assert _view(model) is None
+    assert not any("meta_embedding" in n for n in model.fast_parameters())
+    model.adapt(_shots(), lang="chr", steps=2, lr=0.5, train_meta_embedding=True, target_text=CHEROKEE_TEXT)
+    view = _view(model)
+    assert view.projection.weight.abs().sum() > 0 and view.gate_weight.abs().sum() > 0
+    assert any(".meta_embedding.targets.chr." in n for n in model.fast_parameters())
+    after = model.peft.base_model.model.meta_embedding.state_dict()
+    assert all(torch.equal(shared[k], after[k]) for k in shared), "the shared layer is θ's, not the language's"
+    model.drop_language("chr")
+    assert _view(model) is None
+
+
+def test_save_load_round_trip_with_a_target_view(model, tmp_path):
+    _trained(model)
+    model.adapt(_shots(), lang="chr", steps=2, lr=0.5, train_meta_embedding=True, target_text=CHEROKEE_TEXT)
+    model.save_pretrained(tmp_path / "m")
+    folder = tmp_path / "m" / "meta_embedding" / "chr"
+    assert (folder / "spm.model").read_bytes() == _view(model).proto
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    for lang in ("meta", "chr"):
+        assert torch.equal(loaded.predict_proba(TEXTS, lang=lang), model.predict_proba(TEXTS, lang=lang))
+    (folder / "spm.model").write_bytes(b"not a model")
+    with pytest.raises(ModelFolderError, match="spm.model: not a sentencepiece model"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+
+
+def test_export_precomputes_the_target_view(model, tmp_path):
+    _trained(model)
+    model.adapt(_shots(), lang="chr", steps=2, lr=0.5, train_meta_embedding=True, target_text=["cat dog rice soup"])
+    with torch.no_grad():
+        _view(model).projection.weight.normal_(std=0.5)  # a view that visibly moves the logits
+    model.export_merged(tmp_path / "plain", lang="chr")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    for text in TEXTS[:4]:  # known pieces: exact, target view included
+        with torch.no_grad():
+            exported, ours = plain(**tok(text, return_tensors="pt")).logits, model(**model.encode([text])).logits
+        assert torch.allclose(exported, ours, atol=1e-5)
+
+
+def test_outer_loop_gives_the_layer_its_own_rate(model):
+    args = MetaTrainingArguments(steps=1, meta_embedding_lr=0.02)
+    trainer = MetaTrainer(model, None, args)
+    layer = {id(p) for p in model.peft.base_model.model.meta_embedding.parameters()}
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups] == [args.outer_lr, 0.02]
+    assert {id(p) for p in groups[1]["params"]} == layer
+
+
+def test_adapt_command_reads_target_text(model, tmp_path, toy_jsonl, capsys):
+    from xmeta.cli import main
+
+    model.save_pretrained(tmp_path / "m")
+    few = toy_jsonl(["chr"], per_class=2, seed=1, name="chr_few.jsonl")
+    text = tmp_path / "chr.txt"
+    text.write_text("\n".join(CHEROKEE_TEXT) + "\n", encoding="utf-8")
+    argv = ["adapt", "--model", str(tmp_path / "m"), "--lang", "chr", "--train", str(few), "--steps", "2",
+            "--meta_embedding_adapt"]
+    assert main(argv + ["--target_text", str(text), "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "meta_embedding" / "chr" / "spm.model").is_file()
+    missing = tmp_path / "missing.txt"
+    assert f"{missing}: file not found" in run_error(capsys, argv + ["--target_text", str(missing), "--out", str(tmp_path / "b")])
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    assert "not UTF-8" in run_error(capsys, argv + ["--target_text", str(tmp_path / "latin1.txt"), "--out", str(tmp_path / "c")])

@@ -2,7 +2,7 @@
 
 from .config import XMetaConfig
 from .errors import XMetaError
-from .modeling import XMetaForSequenceClassification
+from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
 from .version import __version__
 
-__all__ = ["XMetaConfig", "XMetaError", "XMetaForSequenceClassification", "__version__"]
+__all__ = ["XMetaConfig", "XMetaError", "XMetaForSequenceClassification", "XMetaForTokenClassification", "__version__"]

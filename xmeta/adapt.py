@@ -11,6 +11,7 @@ import torch
 from .errors import ArgumentError, DataError
 from .meta.batch import LabelledBatch
 from .meta.fomaml import InnerLoop, batch_loss
+from .modeling.target_view import attach_target_view, plain_text
 
 
 @dataclass
@@ -22,55 +23,53 @@ class AdaptationResult:
     support_loss: float
 
 
-def _as_pairs(examples: Sequence[tuple[str, str]] | Sequence[Mapping]) -> list[tuple[str, str]]:
-    pairs = []
-    for i, ex in enumerate(examples):
-        if isinstance(ex, Mapping):
-            if "text" not in ex or "label" not in ex:
-                raise DataError(f"example {i}: needs 'text' and 'label' (got keys {sorted(ex)})")
-            pairs.append((str(ex["text"]), str(ex["label"])))
-        else:
-            text, label = ex
-            pairs.append((str(text), str(label)))
-    return pairs
-
-
 def adapt_language(
     model,
-    examples: Sequence[tuple[str, str]] | Sequence[Mapping],
+    examples: Sequence[tuple] | Sequence[Mapping],
     lang: str,
     steps: int | None = None,
     lr: float | None = None,
     seed: int = 0,
+    train_meta_embedding: bool | None = None,
+    target_text: Sequence[str] = (),
 ) -> AdaptationResult:
-    """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name).
+    """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
-    Uses the same SGD inner loop the model was meta-trained with (same learning rate), for
-    ``config.adapt_steps`` steps unless told otherwise: θ was learned to be a good start for
-    exactly this procedure.
+    Uses the same SGD inner loop the model was meta-trained with (same learning rate, or the
+    learned per-group rates unless ``lr`` is given), for ``config.adapt_steps`` steps unless told
+    otherwise: θ was learned to be a good start for exactly this procedure.
+
+    ``train_meta_embedding`` (default ``config.meta_embedding_adapt``) gives ``lang`` its own target
+    view of the meta-embedding, a unigram model trained on the examples' text plus ``target_text``
+    (unlabelled), adapted together with the LoRA fast weights (`xmeta.modeling.target_view`).
     """
-    pairs = _as_pairs(examples)
-    if not pairs:
+    texts, labels = model.labelled_examples(examples, f"adapt {lang}")  # the head knows its example shape
+    if not texts:
         raise DataError(f"adapt {lang}: no examples given")
-    unknown = sorted({label for _, label in pairs} - set(model.config.label2id))
-    if unknown:
-        raise DataError(f"adapt {lang}: label {unknown[0]!r} is not one of the model's labels ({', '.join(model.config.labels)})")
     steps = model.config.adapt_steps if steps is None else steps
+    rates = model.inner_rates if lr is None else None
     lr = model.config.inner_lr if lr is None else lr
     if steps < 1:
         raise ArgumentError(f"adapt: --steps must be at least 1 (got {steps})")
     if not lr > 0:
         raise ArgumentError(f"adapt: --lr must be positive (got {lr})")
+    train_meta_embedding = model.config.meta_embedding_adapt if train_meta_embedding is None else train_meta_embedding
+    if train_meta_embedding and not model.config.meta_embedding:
+        raise ArgumentError("adapt: --meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
+    if target_text and not train_meta_embedding:
+        raise ArgumentError("adapt: --target_text is only read with --meta_embedding_adapt")
     torch.manual_seed(seed)
     start = time.perf_counter()
     model.start_language(lang)
+    if train_meta_embedding:
+        attach_target_view(model, lang, [plain_text(t) for t in texts] + list(target_text))
     model.train()
-    batch = LabelledBatch.build(model, [t for t, _ in pairs], [model.config.label2id[label] for _, label in pairs])
-    fast = InnerLoop(lr=lr, steps=steps).run(model, batch)
+    batch = LabelledBatch.build(model, texts, labels)
+    fast = InnerLoop(lr=lr, steps=steps, rates=rates).run(model, batch)
     params = model.fast_parameters()
     with torch.no_grad():
         for name, value in fast.items():
             params[name].copy_(value)
         model.eval()
         loss, _ = batch_loss(model, {}, batch)
-    return AdaptationResult(lang, len(pairs), steps, time.perf_counter() - start, loss.item())
+    return AdaptationResult(lang, len(texts), steps, time.perf_counter() - start, loss.item())

@@ -36,6 +36,10 @@ class DataArguments:
     text_column: str = field(default="text", metadata={"help": "text column in --train/--test files"})
     label_column: str = field(default="label", metadata={"help": "label column in --train/--test files"})
     lang_column: str = field(default="lang", metadata={"help": "language column in --train/--test files"})
+    text_pair_column: str = field(default="", metadata={"help": "second text of a pair (e.g. NLI hypothesis) in --train/--test files"})
+    tokens_column: str = field(default="tokens", metadata={"help": "word list in tagged JSONL files (a file with it is tagging data)"})
+    tag_column: str = field(default="tags", metadata={"help": "tag list in tagged JSONL files"})
+    conll_tag_index: int = field(default=-1, metadata={"help": "tag column number in .conll files (-1: last; .conllu: UPOS)"})
 
 
 @dataclass
@@ -88,6 +92,10 @@ class AdaptCommand:
     seed: int = field(default=0, metadata={"help": "seed for drawing shots and for adaptation"})
     steps: int = field(default=0, metadata={"help": "adaptation SGD steps (0: the model's default)"})
     lr: float = field(default=0.0, metadata={"help": "adaptation learning rate (0: the meta-learned inner rate)"})
+    meta_embedding_adapt: bool = field(default=False, metadata={
+        "help": "also adapt a target-language view of the meta-embedding (a unigram model of the language's text)"})
+    target_text: str = field(default="", metadata={
+        "help": "unlabelled UTF-8 text of the language, one text a line, for --meta_embedding_adapt's unigram model"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
 
@@ -131,3 +139,24 @@ class CoverageCommand:
     lang: str = field(default="", metadata={"help": "comma-separated languages of the task (default: its sources and targets)"})
     file: str = field(default="", metadata={"help": "texts instead: .txt (one per line, language --lang) or JSONL/CSV/TSV"})
     encoder: str = field(default="embedded", metadata={"help": "whose tokenizer: 'embedded', a hub id or a local HF folder"})
+
+
+@dataclass
+class BenchmarkCommand:
+    out: str = field(default="runs/benchmark", metadata={"help": "folder for results.json/.md/.png, the cache and the trained models"})
+    task: str = field(default="cldr-emoji", metadata={"help": "task card"})
+    encoder: str = field(default="embedded", metadata={"help": "'embedded', a hub id or a local HF folder"})
+    targets: str = field(default="", metadata={"help": "held-out targets (default: the card's, minus --extra_targets)"})
+    extra_targets: str = field(default="chr", metadata={"help": "targets reported separately, outside the mean"})
+    methods: str = field(default="", metadata={"help": "comma-separated subset of the methods (default: all)"})
+    shots: str = field(default="0,1,4,16", metadata={"help": "K examples per class"})
+    ablation_shots: str = field(default="0,4", metadata={"help": "K for the ablation rows (xmeta+sa, +me, +lr)"})
+    seeds: int = field(default=5, metadata={"help": "shot seeds per K"})
+    meta_steps: int = field(default=40, metadata={"help": "meta-steps of every xmeta variant (B1 gets the same example budget)"})
+    test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
+    quick: bool = field(default=False, metadata={"help": "smoke run: one target, K in {0,4}, one seed, 2 meta-steps"})
+    speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: xmeta's meta-step vs a deepcopy "
+                                                          "reference (and learn2learn), each in its own process"})
+    speed_steps: int = field(default=5, metadata={"help": "timed meta-steps per variant in --speed (after 1 warm-up)"})
+    update_readme: str = field(default="", metadata={"help": "README to rewrite between its benchmark markers"})
+

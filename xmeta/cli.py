@@ -10,6 +10,7 @@ from transformers import HfArgumentParser
 
 from .arguments import (
     AdaptCommand,
+    BenchmarkCommand,
     CoverageCommand,
     DataArguments,
     EncoderArguments,
@@ -45,6 +46,8 @@ def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
         "evaluate": ((EvaluateCommand, DataArguments), "score a model, or run the K-shot protocol", commands.evaluate),
         "predict": ((PredictCommand,), "labels and scores for texts", commands.predict),
         "explain": ((ExplainCommand, DataArguments), "which source languages a target draws on", commands.explain),
+        "benchmark": ((BenchmarkCommand,), "baselines, xmeta and its ablations side by side (results.json/.md/.png)",
+                      commands.benchmark),
         "coverage": ((CoverageCommand, DataArguments), "how well the tokenizer covers languages (<unk>, pieces per word)",
                      commands.coverage),
     }

@@ -11,6 +11,7 @@ import torch
 from .arguments import (
     RESUME_DEFAULT,
     AdaptCommand,
+    BenchmarkCommand,
     CoverageCommand,
     DataArguments,
     EncoderArguments,
@@ -30,7 +31,6 @@ from .data import (
     load_language_tasks,
     load_task_card,
     read_file,
-    sample_k_shot,
     tasks_from_dataset,
 )
 from .errors import ArgumentError, DataError
@@ -38,16 +38,32 @@ from .distributed import Processes
 from .fileio import atomic_directory
 from .meta.bank import finalize_bank, init_source_keys
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
-from .modeling import META_ADAPTER, XMetaForSequenceClassification
+from .data.tagging import CONLL_SUFFIXES, CONLLU_SUFFIXES, TagColumns, read_tagged_file
+from .data.tagging_task import SentenceEpisodeSampler, TaggingTask, tagging_tasks_from_dataset
+from .modeling import META_ADAPTER, XMetaForSequenceClassification, XMetaForTokenClassification
+from .modeling.auto import load_any
 from .modeling.sequence_classification import check_language_code
 from .modeling.serialization import read_config
 
 
-BANK_SHOTS = 8  # examples per class for the final adaptation of each source-bank slot
+BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
 
 
 def _columns(data: DataArguments) -> Columns:
-    return Columns(text=data.text_column, label=data.label_column, lang=data.lang_column)
+    return Columns(text=data.text_column, label=data.label_column, lang=data.lang_column,
+                   text_pair=data.text_pair_column or None)
+
+
+def _tagged(path: str, data: DataArguments) -> bool:
+    """Tagging data: a CoNLL(-U) file, or JSONL whose first row has the word-list column."""
+    suffix = Path(path).suffix
+    if suffix in CONLL_SUFFIXES + CONLLU_SUFFIXES:
+        return True
+    if suffix != ".jsonl" or not Path(path).is_file():
+        return False
+    with open(path, "rb") as handle:  # bytes: the reader reports encoding errors with their line
+        first = next((line for line in handle if line.strip()), b"")
+    return f'"{data.tokens_column}"'.encode() in first
 
 
 def _refuse_existing(out: str, overwrite: bool) -> None:
@@ -57,8 +73,19 @@ def _refuse_existing(out: str, overwrite: bool) -> None:
 
 
 def file_tasks(path: str, data: DataArguments, label_map: LabelMap | None, lang: str | None = None) -> dict[str, LanguageTask]:
-    """The languages of a user's labelled file (``lang`` fills a missing language column)."""
+    """The languages of a user's labelled (or tagged) file (``lang`` fills a missing language column)."""
+    if _tagged(path, data):
+        index = data.conll_tag_index if Path(path).suffix not in CONLLU_SUFFIXES or data.conll_tag_index != -1 else None
+        columns = TagColumns(tokens=data.tokens_column, tags=data.tag_column, lang=data.lang_column, tag_index=index)
+        return tagging_tasks_from_dataset(read_tagged_file(path, columns, lang or None), label_map, origin=path)
     return tasks_from_dataset(read_file(path, _columns(data), lang=lang or None), label_map, origin=path)
+
+
+def check_fits(task: LanguageTask | TaggingTask, model, where: str, model_dir: str) -> None:
+    """Tagged data needs a tagger and text data a text classifier: say which mismatch, before any work."""
+    if isinstance(task, TaggingTask) != isinstance(model, XMetaForTokenClassification):
+        raise DataError(f"{where}: {'tagged' if isinstance(task, TaggingTask) else 'text'} data, "
+                        f"but {model_dir} is a {type(model).__name__}")
 
 
 def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMap) -> LanguageTask:
@@ -116,16 +143,22 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         dev_tasks = load_language_tasks(card, sources, "dev")
         labels, task_name = card.labels, card.name
     n_way = train.n_way or None
-    sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
-    dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
+    tagging = isinstance(next(iter(tasks.values())), TaggingTask)
+    if tagging:  # episodes of K sentences; n_way does not apply
+        sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed)
+        dev_sampler = SentenceEpisodeSampler(dev_tasks, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
+    else:
+        sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
+        dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
     if train.meta_batch > len(tasks):
         raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")
     torch.manual_seed(train.seed)  # the LoRA A and head initialisation
-    model = XMetaForSequenceClassification.for_labels(
+    model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
+    model = model_class.for_labels(
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
         max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
-        meta_embedding=enc.meta_embedding == "on",
+        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr,
     )
     if model.source_transfer is not None:
         init_source_keys(model, tasks)
@@ -152,6 +185,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
 def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
     check_language_code(cmd.lang)  # names the flag's value before it is looked up in any file
     _refuse_existing(cmd.out, cmd.overwrite)
+    target_text = read_lines(cmd.target_text) if cmd.target_text else []
     label_map = model_label_map(cmd.model)
     if cmd.train:
         task = file_tasks(cmd.train, data, label_map, lang=cmd.lang).get(cmd.lang)
@@ -160,10 +194,11 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
         rows = range(len(task))
     else:
         task = task_language(data, cmd.lang, "train", label_map)
-        rows = sample_k_shot(task, cmd.shots, cmd.seed)
-    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
-    examples = [(task.texts[i], model.config.id2label[task.labels[i]]) for i in rows]
-    result = model.adapt(examples, lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed)
+        rows = task.shots(cmd.shots, cmd.seed)
+    model = load_any(cmd.model)
+    check_fits(task, model, cmd.train or data.task, cmd.model)
+    result = model.adapt(task.examples(rows), lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed,
+                         train_meta_embedding=cmd.meta_embedding_adapt or None, target_text=target_text)
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     print(f"adapted {cmd.lang} on {result.examples} examples in {result.seconds:.1f} s "
           f"({result.steps} steps, support loss {result.support_loss:.3f}); saved {cmd.out}")
@@ -171,7 +206,7 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
 
 
 def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
-    from .evaluation import few_shot_evaluation, markdown_table, score_texts, write_report
+    from .evaluation import few_shot_evaluation, markdown_table, score_task, write_report
 
     _refuse_existing(cmd.out, cmd.overwrite)
     label_map = model_label_map(cmd.model)
@@ -185,7 +220,8 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
             raise ArgumentError(f"--seeds must be at least 1 (got {cmd.seeds})")
         train = task_language(data, lang, "train", label_map)
         test = file_tasks(cmd.test, data, label_map, lang)[lang] if cmd.test else task_language(data, lang, "test", label_map)
-        model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+        model = load_any(cmd.model)
+        check_fits(train, model, data.task, cmd.model)
         evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None)
         table = markdown_table([evaluation])
         if cmd.out:
@@ -196,9 +232,11 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
     tasks = file_tasks(cmd.test, data, label_map, lang) if cmd.test else {lang: task_language(data, lang, "test", label_map)}
     if lang not in tasks:
         raise DataError(f"{cmd.test}: no rows for language '{lang}'")
-    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    model = load_any(cmd.model)
     adapter = lang if lang in model.languages() else META_ADAPTER
-    scores = score_texts(model, tasks[lang].texts, tasks[lang].labels, lang=adapter)
+    test = tasks[lang]
+    check_fits(test, model, cmd.test or data.task, cmd.model)
+    scores = score_task(model, test, lang=adapter)
     report = {"model": cmd.model, "lang": lang, "adapter": adapter, "n": len(tasks[lang]), **scores}
     if cmd.out:
         from .fileio import write_json
@@ -213,8 +251,13 @@ def predict(cmd: PredictCommand) -> int:
     texts = list(cmd.text) + (read_lines(cmd.file) if cmd.file else [])
     if not texts:
         raise ArgumentError("give --text or --file")
-    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    model = load_any(cmd.model)
     lang = cmd.lang or (model.languages()[0] if len(model.languages()) == 1 else META_ADAPTER)
+    if isinstance(model, XMetaForTokenClassification):  # a text is its whitespace-separated words
+        sentences = [text.split() for text in texts]
+        for words, tags in zip(sentences, model.predict(sentences, lang=lang)):
+            sys.stdout.write(json.dumps({"tokens": words, "tags": tags}, ensure_ascii=False) + "\n")
+        return 0
     probs = model.predict_proba(texts, lang=lang)
     for text, row in zip(texts, probs.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
@@ -234,7 +277,9 @@ def explain(cmd: ExplainCommand, data: DataArguments) -> int:
     if not config.source_attention:
         raise ArgumentError(f"{cmd.model}: meta-trained without source attention (--source_attention on)")
     texts = read_lines(cmd.file) if cmd.file else task_language(data, lang, "train", LabelMap(tuple(config.labels))).texts
-    model = XMetaForSequenceClassification.from_pretrained(cmd.model)
+    model = load_any(cmd.model)
+    if cmd.file and isinstance(model, XMetaForTokenClassification):  # a line is its whitespace-separated words
+        texts = [line.split() for line in texts]
     adapter = lang if lang in model.languages() else META_ADAPTER
     profile = explain_sources(model, texts[: cmd.max_texts], lang, adapter)
     if cmd.out:
@@ -264,3 +309,31 @@ def coverage(cmd: CoverageCommand, data: DataArguments) -> int:
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cmd.encoder).name_or_path)
     print(coverage_table([measure_coverage(tokenizer, lang, rows) for lang, rows in texts.items()]), end="")
     return 0
+
+
+def benchmark(cmd: BenchmarkCommand) -> int:
+    """Every baseline and xmeta variant on the same splits, shots and seeds (cached; re-run to resume)."""
+    from .evaluation.benchmark import Benchmark, plan_from
+    from .evaluation.benchmark_report import BenchmarkReport, update_readme
+
+    out = Path(cmd.out)
+    if cmd.speed:
+        from .evaluation.speed import speed_benchmark, speed_markdown
+
+        if cmd.speed_steps < 1:
+            raise ArgumentError(f"--speed_steps must be at least 1 (got {cmd.speed_steps})")
+        print(speed_markdown(speed_benchmark(out, steps=cmd.speed_steps, task=cmd.task)), end="")
+        return 0
+    card = load_task_card(cmd.task)
+    bench = Benchmark(plan_from(cmd, card.targets), out, cmd.task, cmd.encoder)
+    if cmd.update_readme and not Path(cmd.update_readme).is_file():
+        raise DataError(f"{cmd.update_readme}: file not found (--update_readme)")
+    bench.run()
+    command = "xmeta benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else "xmeta benchmark"
+    report = BenchmarkReport(bench, command)
+    report.write()
+    if cmd.update_readme:
+        update_readme(Path(cmd.update_readme), report.markdown())
+    print((out / "results.md").read_text(encoding="utf-8"), end="")
+    return 0
+

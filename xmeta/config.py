@@ -36,7 +36,10 @@ class XMetaConfig(PretrainedConfig):
     meta_embedding_buckets: int = 32768  # hashed character n-gram buckets
     meta_embedding_dim: int = 64  # n-gram vector size before its projection
     meta_embedding_ngrams: list[int] = field(default_factory=lambda: [3, 5])  # min and max n
+    meta_embedding_adapt: bool = False  # adapt also trains a per-language target view (see modeling.target_view)
+    meta_embedding_target_vocab: int = 2000  # most pieces of a target view's unigram model
     inner_lr: float = 0.05
+    inner_lr_learned: bool = False  # one learned inner rate per group of fast weights (see modeling.inner_rates)
     inner_steps: int = 3
     adapt_steps: int = 10
     task: str | None = None

@@ -59,5 +59,6 @@ def coverage_table(rows: Sequence[Coverage]) -> str:
                      f"| {'recommended' if r.poorly_covered else '-'} |")
     poor = [r.lang for r in rows if r.poorly_covered]
     advice = (f"Poorly covered: {', '.join(poor)}. Meta-train with --meta_embedding on (a character n-gram view of "
-              f"every token, <unk> spans included)." if poor else "Coverage is fine: --meta_embedding off is enough.")
+              f"every token, <unk> spans included) and adapt with --meta_embedding_adapt --target_text FILE (new pieces "
+              f"learned from the language's own text)." if poor else "Coverage is fine: --meta_embedding off is enough.")
     return "\n".join(lines) + "\n\n" + advice + "\n"

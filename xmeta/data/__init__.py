@@ -5,6 +5,14 @@ from xmeta.data.cldr import CldrSource, available_locales
 from xmeta.data.collate import encode_texts
 from xmeta.data.readers import Columns, read_file, read_hf_dataset
 from xmeta.data.sampler import Episode, EpisodeSampler, sample_k_shot
+from xmeta.data.tagging import TagColumns, read_tagged_file, read_tagged_hf
+from xmeta.data.tagging_task import (
+    SentenceEpisodeSampler,
+    TaggingTask,
+    sample_k_sentences,
+    tag_map,
+    tagging_tasks_from_dataset,
+)
 from xmeta.data.splits import Split, assign_item_splits, select_split
 from xmeta.data.task import LabelMap, LanguageTask, load_language_tasks, tasks_from_dataset
 
@@ -15,7 +23,10 @@ __all__ = [
     "EpisodeSampler",
     "LabelMap",
     "LanguageTask",
+    "SentenceEpisodeSampler",
     "Split",
+    "TagColumns",
+    "TaggingTask",
     "SplitSpec",
     "TaskCard",
     "assign_item_splits",
@@ -26,7 +37,12 @@ __all__ = [
     "load_task_card",
     "read_file",
     "read_hf_dataset",
+    "read_tagged_file",
+    "read_tagged_hf",
+    "sample_k_sentences",
     "sample_k_shot",
     "select_split",
+    "tag_map",
+    "tagging_tasks_from_dataset",
     "tasks_from_dataset",
 ]

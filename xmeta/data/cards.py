@@ -17,8 +17,9 @@ import yaml
 
 from xmeta.errors import TaskCardError
 
-KINDS = ("sequence-classification",)
-SOURCE_TYPES = ("cldr-annotations",)
+KINDS = ("sequence-classification", "token-classification")
+SOURCE_TYPES = ("cldr-annotations", "hf-datasets")
+SPLIT_BY = ("item_id", "hub")  # hub: the data set's own train/validation/test splits
 _TOP_KEYS = ("name", "kind", "description", "source", "text", "labels", "split", "languages")
 
 
@@ -122,7 +123,7 @@ def parse_task_card(text: str, path: Path) -> TaskCard:
         text_separator=text_spec.get("separator", str),
         labels=reader.strings("labels"),
         split=SplitSpec(
-            by=split.choice("by", ("item_id",), defaults.by),
+            by=split.choice("by", SPLIT_BY, defaults.by),
             seed=split.get("seed", int, defaults.seed),
             test_fraction=split.fraction("test_fraction", defaults.test_fraction),
             dev_fraction=split.fraction("dev_fraction", defaults.dev_fraction),

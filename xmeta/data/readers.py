@@ -1,5 +1,6 @@
 """Read a user's labelled texts (JSONL, CSV, TSV or a Hugging Face dataset) into one
-``datasets.Dataset`` with columns text, label, lang (and item_id when present).
+``datasets.Dataset`` with columns text, label, lang (and item_id when present; text_pair for
+sentence-pair tasks such as NLI, when ``Columns.text_pair`` names its column).
 
 Every error names the exact culprit (file:line, column, byte offset) because these
 files are hand-made for new languages and the user must be able to fix them fast.
@@ -29,18 +30,13 @@ class Columns:
     label: str = "label"
     lang: str = "lang"
     item_id: str = "item_id"
+    text_pair: str | None = None  # the second text of a pair (NLI hypothesis, paraphrase candidate)
 
 
 def read_file(path: str | Path, columns: Columns = Columns(), lang: str | None = None) -> Dataset:
     """Read a ``.jsonl``, ``.csv`` or ``.tsv`` file; ``lang`` fills in a missing lang column."""
     path = Path(path)
-    if path.suffix not in FILE_FORMATS:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}' (use {', '.join(FILE_FORMATS)})")
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    text = _decode(path)
-    if not text.strip():
-        raise DataError(f"{path}: empty file")
+    text = read_text_file(path, FILE_FORMATS)
     rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _delimited_rows(path, text)
     return _to_dataset(rows, columns, lang, str(path))
 
@@ -51,21 +47,33 @@ def read_hf_dataset(
     split: str = "train",
     columns: Columns = Columns(),
     lang: str | None = None,
+    revision: str | None = None,
+    data_dir: str | None = None,
 ) -> Dataset:
     """Read a hub dataset id, a folder saved with ``save_to_disk`` or a folder of data files."""
+    dataset, origin = load_hf_split(name_or_path, config, split, revision=revision, data_dir=data_dir)
+    return _to_dataset(_hf_rows(dataset, columns.label, origin), columns, lang, origin)
+
+
+def load_hf_split(name_or_path: str | Path, config: str | None = None, split: str = "train",
+                  revision: str | None = None, data_dir: str | None = None) -> tuple[Dataset, str]:
+    """One split of a hub dataset (``config``: its subset) or of a local folder, and its name for errors.
+
+    ``revision`` and ``data_dir`` reach script datasets, which datasets >= 4 no longer runs: their
+    parquet export (revision ``refs/convert/parquet``) keeps one folder (``data_dir``) per config."""
     source = str(name_or_path)
     folder = Path(source)
     if source.startswith(("/", ".", "~")) and not folder.exists():  # a path, not a hub id
         raise DataError(f"{source}: dataset folder not found")
     saved = (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
     try:
-        loaded = load_from_disk(source) if saved else load_dataset(source, config)
+        loaded = load_from_disk(source) if saved else load_dataset(source, config, revision=revision, data_dir=data_dir)
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"{source}: cannot load dataset: {first}") from None
     dataset = _pick_split(loaded, split, source) if isinstance(loaded, DatasetDict) else loaded
-    origin = f"{source}[{split}]"
-    return _to_dataset(_hf_rows(dataset, columns.label, origin), columns, lang, origin)
+    where = "/".join(part for part in (source, data_dir) if part)
+    return dataset, f"{where}[{split}]"
 
 
 def _hf_rows(dataset: Dataset, label: str, origin: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -81,6 +89,18 @@ def _pick_split(loaded: DatasetDict, split: str, source: str) -> Dataset:
     if split not in loaded:
         raise DataError(f"{source}: no split '{split}' (splits found: {', '.join(loaded)})")
     return loaded[split]
+
+
+def read_text_file(path: Path, formats: Iterable[str], what: str = "") -> str:
+    """The text of a data file of one of ``formats`` (suffixes), with one-line errors for the usual mistakes."""
+    if path.suffix not in formats:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'{what} (use {', '.join(formats)})")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    text = _decode(path)
+    if not text.strip():
+        raise DataError(f"{path}: empty file")
+    return text
 
 
 def _decode(path: Path) -> str:
@@ -123,12 +143,13 @@ def _to_dataset(
     rows: Iterable[tuple[str, dict[str, Any]]], columns: Columns, lang: str | None, origin: str
 ) -> Dataset:
     """Validate and rename rows: every text non-empty, every row with a label and a language."""
-    out: dict[str, list[str]] = {"text": [], "label": [], "lang": [], "item_id": []}
+    out: dict[str, list[str]] = {"text": [], "text_pair": [], "label": [], "lang": [], "item_id": []}
     has_item_id = None
     for where, row in rows:
         if has_item_id is None:
             has_item_id = columns.item_id in row
         wanted = [columns.text, columns.label] + ([] if lang else [columns.lang])
+        wanted += [columns.text_pair] if columns.text_pair else []
         wanted += [columns.item_id] if has_item_id else []
         for column in wanted:
             if column not in row:
@@ -136,9 +157,10 @@ def _to_dataset(
                 raise DataError(
                     f"{where}: missing column '{column}'{hint}; columns found: {', '.join(map(str, row)) or 'none'}"
                 )
+        for column in (columns.text, columns.text_pair):
+            if column and (not isinstance(row[column], str) or not row[column].strip()):
+                raise DataError(f"{where}: empty text in column '{column}'")
         text = row[columns.text]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: empty text in column '{columns.text}'")
         label = row[columns.label]
         if label is None or str(label).strip() == "":
             raise DataError(f"{where}: empty label in column '{columns.label}'")
@@ -146,6 +168,7 @@ def _to_dataset(
         if not row_lang:
             raise DataError(f"{where}: empty language in column '{columns.lang}'")
         out["text"].append(text)
+        out["text_pair"].append(row[columns.text_pair] if columns.text_pair else "")
         out["label"].append(str(label))
         out["lang"].append(str(row_lang))
         out["item_id"].append(str(row[columns.item_id]) if has_item_id else "")
@@ -153,4 +176,6 @@ def _to_dataset(
         raise DataError(f"{origin}: empty file (no data rows)")
     if not has_item_id:
         del out["item_id"]
+    if not columns.text_pair:
+        del out["text_pair"]
     return Dataset.from_dict(out)

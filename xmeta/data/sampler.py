@@ -29,6 +29,17 @@ class Episode:
     query_texts: list[str]
     query_labels: list[int]
 
+    @classmethod
+    def from_rows(cls, lang: str, task, support: list[int], query: list[int]) -> Episode:
+        """The episode of ``task``'s rows ``support`` and ``query`` (any task with texts and labels)."""
+        return cls(
+            lang=lang,
+            support_texts=[task.texts[i] for i in support],
+            support_labels=[task.labels[i] for i in support],
+            query_texts=[task.texts[i] for i in query],
+            query_labels=[task.labels[i] for i in query],
+        )
+
 
 def _positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -110,13 +121,7 @@ class EpisodeSampler:
             query += rows[self.k_shot :]
         support = self.rng.permutation(support).tolist()  # no class-ordered batches
         query = self.rng.permutation(query).tolist()
-        return Episode(
-            lang=lang,
-            support_texts=[task.texts[i] for i in support],
-            support_labels=[task.labels[i] for i in support],
-            query_texts=[task.texts[i] for i in query],
-            query_labels=[task.labels[i] for i in query],
-        )
+        return Episode.from_rows(lang, task, support, query)
 
     def state_dict(self) -> dict[str, Any]:
         """The RNG state (plain ints, JSON-safe) for checkpoint and resume."""

@@ -56,10 +56,11 @@ class LabelMap:
 
 @dataclass
 class LanguageTask:
-    """The labelled texts of one language; ``labels`` are ids of the shared ``label_map``."""
+    """The labelled texts of one language; ``labels`` are ids of the shared ``label_map``.
+    A text is a string or, for sentence-pair tasks, a ``(text, text_pair)`` tuple."""
 
     lang: str
-    texts: list[str]
+    texts: list[str] | list[tuple[str, str]]
     labels: list[int]
     label_map: LabelMap
     item_ids: list[str] | None = None
@@ -84,6 +85,27 @@ class LanguageTask:
             self._by_label = dict(sorted(groups.items()))
         return self._by_label
 
+    shot_unit = "examples per class"  # what K counts in a K-shot set of this task kind
+
+    @property
+    def max_shots(self) -> int:
+        """The largest K a K-shot set can have here: the size of the smallest class."""
+        return min(len(rows) for rows in self.by_label().values())
+
+    def shots(self, k: int, seed: int) -> list[int]:
+        """Indices of a K-shot set (K per class, stratified), the same for the same (k, seed)."""
+        from xmeta.data.sampler import sample_k_shot  # the sampler builds on this module
+
+        return sample_k_shot(self, k, seed)
+
+    def examples(self, indices: Sequence[int]) -> list[tuple[str, ...]]:
+        """Rows as ``model.adapt`` reads them: (text, label) or (text, text_pair, label), label by name."""
+        rows = []
+        for i in indices:
+            text = self.texts[i]
+            rows.append(((text,) if isinstance(text, str) else tuple(text)) + (self.label_map.names[self.labels[i]],))
+        return rows
+
     def subset(self, indices: Sequence[int]) -> LanguageTask:
         """The rows at ``indices`` (e.g. a K-shot training set)."""
         return LanguageTask(
@@ -96,7 +118,7 @@ class LanguageTask:
 
 
 def tasks_from_dataset(dataset: Dataset, label_map: LabelMap | None = None, origin: str = "dataset") -> dict[str, LanguageTask]:
-    """Group a Dataset (text, label, lang[, item_id]) into one LanguageTask per language.
+    """Group a Dataset (text[, text_pair], label, lang[, item_id]) into one LanguageTask per language.
 
     Without ``label_map`` the labels found define it (sorted); pass the model's map when
     reading data for an existing model so ids line up with its head.
@@ -110,6 +132,8 @@ def tasks_from_dataset(dataset: Dataset, label_map: LabelMap | None = None, orig
     for index, lang in enumerate(columns["lang"]):
         rows[lang].append(index)
     texts, labels, items = columns["text"], columns["label"], columns.get("item_id")
+    if "text_pair" in columns:
+        texts = list(zip(texts, columns["text_pair"]))
     return {
         lang: LanguageTask(
             lang=lang,
@@ -125,6 +149,10 @@ def tasks_from_dataset(dataset: Dataset, label_map: LabelMap | None = None, orig
 def load_language_tasks(card: TaskCard, langs: Iterable[str] | None = None, split: Split = "train") -> dict[str, LanguageTask]:
     """The ``split`` of ``langs`` (default: the card's sources), one LanguageTask per language."""
     langs = list(card.sources if langs is None else langs)
+    if card.source_type == "hf-datasets":
+        from xmeta.data.hub import hub_language_tasks  # reads tagging data too, which builds on this module
+
+        return hub_language_tasks(card, langs, split)
     source = CldrSource.from_card(card)
     spec = card.split
     assignment = source.item_splits(spec.seed, spec.test_fraction, spec.dev_fraction, spec.reference_language)

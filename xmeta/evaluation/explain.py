@@ -36,8 +36,9 @@ class SourceProfile:
 
 
 @torch.inference_mode()
-def explain_sources(model, texts: Sequence[str], lang: str, adapter: str, batch_size: int = 32) -> SourceProfile:
-    """Run ``texts`` through ``adapter`` recording the attention of every adapted layer."""
+def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size: int = 32) -> SourceProfile:
+    """Run ``texts`` (strings, or word lists for a tagger) through ``adapter`` recording the attention
+    of every adapted layer."""
     transfer = model.source_transfer
     if transfer is None:
         raise ArgumentError("this model was meta-trained without source attention (--source_attention on)")

@@ -12,24 +12,24 @@ from collections.abc import Mapping
 import torch
 from tqdm.auto import tqdm
 
-from ..data import LanguageTask, sample_k_shot
+from ..data import LanguageTask, TaggingTask
 from .batch import LabelledBatch
 from .fomaml import InnerLoop
 
 
-def init_source_keys(model, tasks: Mapping[str, LanguageTask], per_language: int = 64) -> None:
+def init_source_keys(model, tasks: Mapping[str, LanguageTask | TaggingTask], per_language: int = 64) -> None:
     """Task embeddings and attention keys from a sample of each source language's texts."""
     model.init_source_keys({lang: task.texts[:per_language] for lang, task in tasks.items()})
 
 
-def finalize_bank(model, tasks: Mapping[str, LanguageTask], shots: int, steps: int, seed: int = 0) -> None:
-    """Each source slot ← its language's adapter after ``steps`` inner steps on ``shots`` per class."""
-    inner = InnerLoop(lr=model.config.inner_lr, steps=steps)
+def finalize_bank(model, tasks: Mapping[str, LanguageTask | TaggingTask], shots: int, steps: int, seed: int = 0) -> None:
+    """Each source slot ← its language's adapter after ``steps`` inner steps on a ``shots``-shot set
+    (per class, or sentences for tagging; fewer where the language has fewer)."""
+    inner = InnerLoop(lr=model.config.inner_lr, steps=steps, rates=model.inner_rates)
     model.train()
     for lang in tqdm(model.source_transfer.bank.languages, desc="finalise source bank", unit="lang", dynamic_ncols=True):
         task = tasks[lang]
-        smallest = min(len(rows) for rows in task.by_label().values())
-        ids = sample_k_shot(task, min(shots, smallest), seed)
+        ids = task.shots(min(shots, task.max_shots), seed)
         batch = LabelledBatch.build(model, [task.texts[i] for i in ids], [task.labels[i] for i in ids])
         torch.manual_seed(seed)
         with model.transferring_into(lang):

@@ -6,16 +6,22 @@ with respect to φ only: no module copies, and no graph is kept from one step to
 is exactly the first-order approximation). The meta-gradient of a language is the query-loss
 gradient at the adapted φ_T, applied to θ; every other trainable tensor (slow weights) gets its
 ordinary query-loss gradient.
+
+With learned inner rates (first-order Meta-SGD, `xmeta.modeling.inner_rates`) group g steps with
+its own α_g, so φ_T = φ_0 − α_g Σ_t ∇_g L_S(φ_t) on that group. Holding the inner gradients
+constant (the first-order assumption) gives ∂L_Q/∂α_g = −Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩, exact
+for T = 1; the rates are stored as log-scales s, so their gradient is α_g ∂L_Q/∂α_g.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call
 
+from ..modeling.inner_rates import InnerRates
 from .batch import LabelledBatch
 
 FastWeights = dict[str, torch.Tensor]
@@ -29,19 +35,45 @@ def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatc
 
 @dataclass
 class InnerLoop:
-    """T plain SGD steps on a support set, starting from the model's current fast weights."""
+    """T plain SGD steps on a support set, starting from the model's current fast weights;
+    with ``rates``, each group of fast weights steps with its learned rate instead of ``lr``."""
 
     lr: float
     steps: int
+    rates: InnerRates | None = None
+
+    def step_sizes(self, names: Iterable[str]) -> dict[str, float | torch.Tensor]:
+        """The SGD step size of each fast tensor (constants: the inner loop never differentiates them)."""
+        if self.rates is None:
+            return dict.fromkeys(names, self.lr)
+        per_group = self.rates.rates(self.lr).detach()
+        return {n: per_group[self.rates.index(n)] for n in names}
 
     def run(self, model: torch.nn.Module, support: LabelledBatch, start: FastWeights | None = None) -> FastWeights:
+        return self.trace(model, support, start)[0]
+
+    def trace(self, model: torch.nn.Module, support: LabelledBatch,
+              start: FastWeights | None = None) -> tuple[FastWeights, FastWeights | None]:
+        """φ_T and, with learned rates, Σ_t ∇L_S(φ_t) per tensor (what the rates' meta-gradient needs)."""
         fast = {n: p.detach() for n, p in (start or model.fast_parameters()).items()}
+        sizes = self.step_sizes(fast)
+        summed = {n: torch.zeros_like(w) for n, w in fast.items()} if self.rates is not None else None
         for _ in range(self.steps):
             fast = {n: w.requires_grad_(True) for n, w in fast.items()}
             loss, _ = batch_loss(model, fast, support)
             grads = torch.autograd.grad(loss, list(fast.values()))
-            fast = {n: (w - self.lr * g).detach() for (n, w), g in zip(fast.items(), grads)}
-        return fast
+            if summed is not None:
+                for name, grad in zip(fast, grads):
+                    summed[name] += grad
+            fast = {n: (w - sizes[n] * g).detach() for (n, w), g in zip(fast.items(), grads)}
+        return fast, summed
+
+    def rate_gradient(self, query_grads: FastWeights, support_grads: FastWeights) -> torch.Tensor:
+        """∂L_Q/∂s per group: α_g · (−Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩)."""
+        d_alpha = torch.zeros_like(self.rates.log_scale)
+        for name, grad in query_grads.items():
+            d_alpha[self.rates.index(name)] -= (grad * support_grads[name]).sum()
+        return self.rates.rates(self.lr).detach() * d_alpha
 
 
 @dataclass
@@ -49,6 +81,10 @@ class EpisodeResult:
     lang: str
     query_loss: float
     query_accuracy: float
+
+
+def _accumulate(param: torch.Tensor, grad: torch.Tensor) -> None:
+    param.grad = grad.clone() if param.grad is None else param.grad + grad
 
 
 class FirstOrderMAML:
@@ -60,25 +96,29 @@ class FirstOrderMAML:
 
     def meta_gradient(self, episodes: Sequence[tuple[str, LabelledBatch, LabelledBatch]],
                       total: int | None = None) -> list[EpisodeResult]:
-        """Add ∇φ L_Q(φ_T) (fast) and ∇ L_Q (slow) / ``total`` into the parameters' ``.grad``.
+        """Add ∇φ L_Q(φ_T) (fast), ∇ L_Q (slow) and the rates' estimate / ``total`` into the parameters' ``.grad``.
 
         ``total`` (default ``len(episodes)``) is the whole meta-batch's size when ``episodes`` is
         only this process's share of it, so that the sum over processes is the mean."""
         theta = self.model.fast_parameters()
-        slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta}
+        rates = self.inner.rates
+        own = set(rates.parameters()) if rates is not None else set()
+        slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta and p not in own}
+        scale = total or len(episodes)
         results = []
         for lang, support, query in episodes:
             with self.model.transferring_into(lang):  # leave-one-language-out for source attention
-                fast = {n: w.requires_grad_(True) for n, w in self.inner.run(self.model, support).items()}
+                fast, support_grads = self.inner.trace(self.model, support)
+                fast = {n: w.requires_grad_(True) for n, w in fast.items()}
                 loss, logits = batch_loss(self.model, fast, query)
-                targets = list(theta.values()) + list(slow.values())
                 grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
             self.model.remember_source(lang, fast)
-            for param, grad in zip(targets, grads):
-                if grad is None:
-                    continue
-                grad = grad / (total or len(episodes))
-                param.grad = grad.clone() if param.grad is None else param.grad + grad
+            for param, grad in zip(list(theta.values()) + list(slow.values()), grads):
+                if grad is not None:
+                    _accumulate(param, grad / scale)
+            if rates is not None:
+                query_grads = dict(zip(fast, grads[: len(fast)]))
+                _accumulate(rates.log_scale, self.inner.rate_gradient(query_grads, support_grads) / scale)
             accuracy = (logits.argmax(-1) == query.labels).float().mean().item()
             results.append(EpisodeResult(lang, loss.item(), accuracy))
         return results

@@ -36,12 +36,18 @@ class MetaTrainingArguments:
     inner_lr: float = field(default=0.05, metadata={"help": "inner-loop SGD learning rate"})
     inner_steps: int = field(default=3, metadata={"help": "inner-loop SGD steps"})
     outer_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate on θ"})
+    meta_embedding_lr: float = field(default=1e-3, metadata={
+        "help": "AdamW learning rate of the meta-embedding layer (1e-2 hurt well-covered targets in "
+                "scripts/meta_embedding_ablation.py)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
     dev_episodes: int = field(default=8, metadata={"help": "dev episodes per evaluation"})
     checkpoint_every: int = field(default=0, metadata={"help": "save the model to OUT.checkpoint every N steps (0: never)"})
     seed: int = field(default=0, metadata={"help": "seed for episodes and initialisation"})
+    learn_inner_lr: bool = field(default=False, metadata={
+        "help": "meta-learn one inner rate per group of fast weights (first-order Meta-SGD), starting at --inner_lr"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast of the forward passes on CUDA (no effect on CPU)"})
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "meta_batch": self.meta_batch, "k_shot": self.k_shot,
@@ -49,7 +55,8 @@ class MetaTrainingArguments:
         for name, value in positive.items():
             if value < 1:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
-        for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr}.items():
+        for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr,
+                            "meta_embedding_lr": self.meta_embedding_lr}.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ArgumentError(f"--{name} must be a positive number (got {value})")
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
@@ -90,14 +97,21 @@ class MetaTrainer:
         self.train_sampler = train_sampler
         self.processes = processes or Processes()
         model.to(self.processes.device)
-        self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps)
+        if args.learn_inner_lr != (model.inner_rates is not None):
+            raise ArgumentError(f"--learn_inner_lr is {args.learn_inner_lr} but the model was built with "
+                                f"inner_lr_learned={model.config.inner_lr_learned}")
+        self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps, rates=model.inner_rates)
+        self.bf16 = args.bf16 and self.processes.device.type == "cuda"  # autocast; CPU runs stay float32
         self.maml = FirstOrderMAML(model, self.inner)
         scores_dev = dev_sampler is not None and self.processes.is_main
         self.dev = [episode_batches(model, ep) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if scores_dev else []
-        params = [p for p in model.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         with torch.no_grad():
-            self.processes.broadcast_(params)
-        self.optimizer = torch.optim.AdamW(params, lr=args.outer_lr, weight_decay=args.weight_decay)
+            self.processes.broadcast_([p for _, p in named])
+        layer = [p for n, p in named if ".meta_embedding." in n]  # its own, larger rate (MetaTrainingArguments)
+        groups = [{"params": [p for n, p in named if ".meta_embedding." not in n]}]
+        groups += [{"params": layer, "lr": args.meta_embedding_lr}] if layer else []
+        self.optimizer = torch.optim.AdamW(groups, lr=args.outer_lr, weight_decay=args.weight_decay)
         model.config.inner_lr = args.inner_lr
         model.config.inner_steps = args.inner_steps
         torch.manual_seed(args.seed)
@@ -128,11 +142,16 @@ class MetaTrainer:
 
         scores = []
         for _, support, query in self.dev:
-            fast = self.inner.run(self.model, support)
-            with torch.no_grad():
-                _, logits = batch_loss(self.model, fast, query)
+            with self.autocast():
+                fast = self.inner.run(self.model, support)
+                with torch.inference_mode():
+                    _, logits = batch_loss(self.model, fast, query)
             scores.append((logits.argmax(-1) == query.labels).float().mean().item())
         return mean(scores) if scores else float("nan")
+
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast of the forward passes when ``self.bf16`` (gradients and θ stay float32)."""
+        return torch.autocast(self.processes.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def step(self) -> tuple[float, float]:
         """One outer step on this process's share of the meta-batch; mean query loss and accuracy
@@ -142,7 +161,7 @@ class MetaTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         results = []
         bank = self.model.source_transfer.bank if self.model.source_transfer is not None else None
-        with bank.deferred() if bank is not None else nullcontext():
+        with bank.deferred() if bank is not None else nullcontext(), self.autocast():
             for index, episode in self.processes.share(list(enumerate(episodes))):
                 torch.manual_seed(episode_seed(self.args.seed, step, index))
                 results += self.maml.meta_gradient([episode_batches(self.model, episode)], total=len(episodes))

@@ -37,15 +37,20 @@ class PooledClassifier(nn.Module):
             raise ValueError("the meta-embedding needs char_ngrams: tokenise with model.encode()")
         return self.meta_embedding(self.encoder.get_input_embeddings()(input_ids), char_ngrams)
 
-    def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+    def hidden(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
                lower_hidden: torch.Tensor | None = None, lower_layers: int = 0,
                char_ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's last hidden states (a token head reads them directly)."""
         if lower_hidden is None:
             embeds = self.word_vectors(input_ids, char_ngrams)
             words = {"input_ids": input_ids} if embeds is None else {"inputs_embeds": embeds}
-            hidden = self.encoder(**words, attention_mask=attention_mask).last_hidden_state
-        else:
-            hidden = run_upper(self.encoder, lower_hidden, attention_mask, lower_layers)
+            return self.encoder(**words, attention_mask=attention_mask).last_hidden_state
+        return run_upper(self.encoder, lower_hidden, attention_mask, lower_layers)
+
+    def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+               lower_hidden: torch.Tensor | None = None, lower_layers: int = 0,
+               char_ngrams: torch.Tensor | None = None) -> torch.Tensor:
+        hidden = self.hidden(input_ids, attention_mask, lower_hidden, lower_layers, char_ngrams)
         return mean_pool(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

@@ -10,6 +10,11 @@ for unpadded inputs (XLM averages over padding positions too, so pad-free batche
 pipeline's default batch size 1, are exact). The encoder's input prefix ("query: ") is baked into
 the exported tokenizer's normaliser, so plain users get it without knowing about it.
 
+A tagger (`XMetaForTokenClassification`) becomes ``XLMForTokenClassification``: the same merged
+encoder with its linear head on every token, for ``AutoModelForTokenClassification`` and
+``pipeline("token-classification")``. xmeta reads a word's tag at its first sub-token; the plain
+model scores every token, and at those positions its logits equal xmeta's.
+
 With the meta-embedding on, every vocabulary id's meta-embedding (subword vector mixed with the
 character n-gram view of its piece string) is precomputed into the exported embedding matrix,
 which is exact for every known piece. ``<unk>`` tokens cannot be precomputed: in xmeta their
@@ -17,6 +22,10 @@ character view comes from the text they replaced, which a fixed matrix row canno
 exported ``<unk>`` row is the pretrained ``<unk>`` vector (what the layer gives a token without
 characters), so exported logits equal xmeta's only for texts without ``<unk>`` tokens; texts
 with them lose the character view there and can score differently.
+
+A language adapted with its own target view (`xmeta.modeling.target_view`) is exported the same
+way: xmeta segments a known piece with the language's unigram model from the piece's own
+characters, so each row adds that view's correction exactly; ``<unk>`` loses it like the rest.
 """
 
 from __future__ import annotations
@@ -27,13 +36,13 @@ from typing import TYPE_CHECKING
 import torch
 from peft.tuners.lora import LoraLayer
 from tokenizers import normalizers
-from transformers import PreTrainedTokenizerFast, XLMConfig, XLMForSequenceClassification
+from transformers import PreTrainedTokenizerFast, XLMConfig, XLMForSequenceClassification, XLMForTokenClassification
 
 from ..errors import ArgumentError
 from ..fileio import atomic_directory
 
 if TYPE_CHECKING:
-    from .sequence_classification import XMetaForSequenceClassification
+    from .base import XMetaModelBase
 
 EXPORTABLE = ("bert", "xlm-roberta", "roberta", "camembert")
 _LAYER_MAP = {
@@ -48,7 +57,7 @@ _LAYER_MAP = {
 }
 
 
-def merged_encoder_state(model: XMetaForSequenceClassification, adapter: str) -> dict[str, torch.Tensor]:
+def merged_encoder_state(model: XMetaModelBase, adapter: str) -> dict[str, torch.Tensor]:
     """The encoder's weights with ``adapter``'s LoRA deltas added, under the plain encoder's names."""
     encoder = model.peft.base_model.model.encoder
     state: dict[str, torch.Tensor] = {}
@@ -88,7 +97,7 @@ def to_xlm_state(state: dict[str, torch.Tensor], model_type: str, pad_id: int, l
     return out
 
 
-def _prefixed_tokenizer(model: XMetaForSequenceClassification) -> PreTrainedTokenizerFast:
+def _prefixed_tokenizer(model: XMetaModelBase) -> PreTrainedTokenizerFast:
     """A copy of the tokenizer whose normaliser starts by prepending the encoder prefix.
 
     Prepending before normalisation makes ``tokenize(text)`` the same as xmeta's
@@ -115,10 +124,14 @@ def _prefixed_tokenizer(model: XMetaForSequenceClassification) -> PreTrainedToke
 
 
 def export_merged(
-    model: XMetaForSequenceClassification, directory: Path, lang: str | None = None, overwrite: bool = True
+    model: XMetaModelBase, directory: Path, lang: str | None = None, overwrite: bool = True
 ) -> Path:
-    """Write ``lang``'s adapted classifier (default: the active adapter) as ``XLMForSequenceClassification``."""
-    from .sequence_classification import META_ADAPTER
+    """Write ``lang``'s adapted classifier (default: the active adapter) as ``XLMForSequenceClassification``
+    (a tagger: ``XLMForTokenClassification``)."""
+    from .base import META_ADAPTER
+    from .token_classification import XMetaForTokenClassification
+
+    tagger = isinstance(model, XMetaForTokenClassification)
 
     adapter = lang or model.active_language or META_ADAPTER
     if adapter not in model.peft.peft_config:
@@ -133,10 +146,12 @@ def export_merged(
     base = model.peft.base_model.model
     if base.meta_embedding is not None:  # exact for known pieces; <unk> keeps its pretrained row (module docstring)
         words = base.encoder.get_input_embeddings().weight.detach()
-        state["transformer.embeddings.weight"] = base.meta_embedding.vocabulary_matrix(words, model.char_features)
+        state["transformer.embeddings.weight"] = base.meta_embedding.vocabulary_matrix(
+            words, model.char_features, base.meta_embedding.target(adapter))
     head = model.peft.base_model.model.classifier.modules_to_save[adapter]
-    state["sequence_summary.summary.weight"] = head.weight.detach()
-    state["sequence_summary.summary.bias"] = head.bias.detach()
+    head_name = "classifier" if tagger else "sequence_summary.summary"
+    state[f"{head_name}.weight"] = head.weight.detach()
+    state[f"{head_name}.bias"] = head.bias.detach()
     labels = model.config.labels
     xlm_config = XLMConfig(
         vocab_size=enc_config.vocab_size,
@@ -163,7 +178,7 @@ def export_merged(
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
     )
-    plain = XLMForSequenceClassification(xlm_config)
+    plain = (XLMForTokenClassification if tagger else XLMForSequenceClassification)(xlm_config)
     plain.load_state_dict({k: v.contiguous().clone() for k, v in state.items()}, strict=True)
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         plain.save_pretrained(tmp)

@@ -19,6 +19,11 @@ tokenizer's offsets give the spans) is embedded by the n-grams of the whole run,
 word-boundary marks, plus the token's own characters. Known pieces use their piece string, so
 their view depends on the id alone and can be precomputed into an embedding matrix (export).
 Hashing is blake2b over UTF-8: the same buckets in every process, unlike Python's ``hash()``.
+
+A third, per-language view (`xmeta.modeling.target_view`) embeds each token by the pieces of a
+small unigram model trained on the target language's own text at adapt time: new pieces for a
+script the subword vocabulary covers badly. It takes part of the subword view's gate weight, so
+the shared gates mean the same with or without it, and it is zero at init like the others.
 """
 
 from __future__ import annotations
@@ -26,10 +31,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from .target_view import TargetView
 
 WORD_START, WORD_END, OWN_CHARS = "<", ">", "@"
 SUBWORD_MARK = "▁"  # sentencepiece's word-start marker in piece strings
@@ -50,36 +59,52 @@ def char_ngrams(word: str, min_n: int, max_n: int) -> list[str]:
     return grams
 
 
-class CharNgramFeatures:
-    """Per-token bags of hashed character n-gram ids, aligned with the tokenizer's output."""
+def is_word_start(text: str, index: int) -> bool:
+    return index == 0 or text[index - 1].isspace()
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, buckets: int, min_n: int = 3, max_n: int = 5,
-                 max_grams: int = 48) -> None:
+
+def pad_bags(bags: Sequence[Sequence[int]], shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Bags of ids as one ``[..., width]`` tensor, 0-padded (``shape``: the leading dims, default ``[len(bags)]``)."""
+    width = max((len(bag) for bag in bags), default=0) or 1
+    out = torch.zeros(len(bags), width, dtype=torch.long)
+    for i, bag in enumerate(bags):
+        out[i, : len(bag)] = torch.tensor(bag, dtype=torch.long)
+    return out.view(*(shape or (len(bags),)), width)
+
+
+def mean_bag(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """Mean vector of each bag of ids (zero for an empty bag; id 0 is padding)."""
+    count = (ids > 0).sum(-1, keepdim=True).clamp(min=1)
+    return table(ids).sum(-2) / count
+
+
+class TokenFeatures:
+    """Per-token bags of feature ids, aligned with the tokenizer's output.
+
+    A known piece's bag comes from its piece string alone (so it depends on the id only and can be
+    precomputed into an embedding matrix); a run of adjacent ``<unk>`` tokens is described by the
+    characters it replaced (the tokenizer's offsets give the spans). Subclasses say how.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
         self.tokenizer = tokenizer
-        self.buckets, self.min_n, self.max_n, self.max_grams = buckets, min_n, max_n, max_grams
         self.unk_id = tokenizer.unk_token_id
         self.special = set(tokenizer.all_special_ids) - {self.unk_id}
         self._pieces: dict[int, list[int]] = {}
 
-    def ids(self, grams: Sequence[str]) -> list[int]:
-        return [bucket(g, self.buckets) for g in grams[: self.max_grams]]
-
-    def piece(self, token_id: int) -> list[int]:
-        """A known piece's bag: n-grams of its string, ``▁`` read as a word-start mark (id-only, so exportable)."""
-        if token_id not in self._pieces:
-            text = self.tokenizer.convert_ids_to_tokens(token_id)
-            word = WORD_START + text[1:] if text.startswith(SUBWORD_MARK) else text
-            keep = token_id not in self.special and token_id != self.unk_id and word.strip(WORD_START)
-            self._pieces[token_id] = self.ids(char_ngrams(word, self.min_n, self.max_n)) if keep else []
-        return self._pieces[token_id]
+    def piece_bag(self, piece: str) -> list[int]:
+        """The bag of a known piece string (``▁`` marks a word start)."""
+        raise NotImplementedError
 
     def unk_run(self, text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
-        """Bags for a run of adjacent ``<unk>`` tokens: the run's marked n-grams plus each token's own characters."""
-        start, end = spans[0][0], spans[-1][1]
-        word = ((WORD_START if start == 0 or text[start - 1].isspace() else "") + text[start:end]
-                + (WORD_END if end >= len(text) or text[end].isspace() else ""))
-        shared = char_ngrams(word, self.min_n, self.max_n)
-        return [self.ids([OWN_CHARS + text[s:e]] + shared) for s, e in spans]
+        """The bags of a run of adjacent ``<unk>`` tokens covering ``spans`` of ``text``."""
+        raise NotImplementedError
+
+    def piece(self, token_id: int) -> list[int]:
+        if token_id not in self._pieces:
+            keep = token_id not in self.special and token_id != self.unk_id
+            self._pieces[token_id] = self.piece_bag(self.tokenizer.convert_ids_to_tokens(token_id)) if keep else []
+        return self._pieces[token_id]
 
     def row(self, text: str, token_ids: list[int], offsets: list[tuple[int, int]]) -> list[list[int]]:
         bags: list[list[int]] = []
@@ -97,20 +122,45 @@ class CharNgramFeatures:
         return bags
 
     def __call__(self, texts: Sequence[str], input_ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        """``[batch, tokens, grams]`` bucket ids (0: padding) for tokenised ``texts`` (prefix included)."""
-        rows = [self.row(text, ids.tolist(), offs.tolist()) for text, ids, offs in zip(texts, input_ids, offsets)]
-        width = max((len(bag) for row in rows for bag in row), default=0) or 1
-        out = torch.zeros(*input_ids.shape, width, dtype=torch.long)
-        for b, row in enumerate(rows):
-            for t, bag in enumerate(row):
-                out[b, t, : len(bag)] = torch.tensor(bag, dtype=torch.long)
-        return out
+        """``[batch, tokens, width]`` ids (0: padding) for tokenised ``texts`` (prefix included)."""
+        bags = [bag for text, ids, offs in zip(texts, input_ids, offsets) for bag in self.row(text, ids.tolist(), offs.tolist())]
+        return pad_bags(bags, tuple(input_ids.shape))
+
+
+class CharNgramFeatures(TokenFeatures):
+    """Bags of hashed character n-gram ids (fastText's features)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, buckets: int, min_n: int = 3, max_n: int = 5,
+                 max_grams: int = 48) -> None:
+        super().__init__(tokenizer)
+        self.buckets, self.min_n, self.max_n, self.max_grams = buckets, min_n, max_n, max_grams
+
+    def ids(self, grams: Sequence[str]) -> list[int]:
+        return [bucket(g, self.buckets) for g in grams[: self.max_grams]]
+
+    def piece_bag(self, piece: str) -> list[int]:
+        word = WORD_START + piece[1:] if piece.startswith(SUBWORD_MARK) else piece
+        return self.ids(char_ngrams(word, self.min_n, self.max_n)) if word.strip(WORD_START) else []
+
+    def unk_run(self, text: str, spans: Sequence[tuple[int, int]]) -> list[list[int]]:
+        """The run's marked n-grams plus each token's own characters."""
+        start, end = spans[0][0], spans[-1][1]
+        word = ((WORD_START if is_word_start(text, start) else "") + text[start:end]
+                + (WORD_END if end >= len(text) or text[end].isspace() else ""))
+        shared = char_ngrams(word, self.min_n, self.max_n)
+        return [self.ids([OWN_CHARS + text[s:e]] + shared) for s, e in spans]
 
 
 class MetaEmbedding(nn.Module):
-    """Gated combination of the pretrained subword vector and a hashed character n-gram view.
+    """Gated combination of the pretrained subword vector, a hashed character n-gram view and, for a
+    language adapted with its own text, that language's target view.
 
-    Its parameters are slow weights: meta-learned in the outer loop, shared by every language.
+    The n-gram table, its projection and the gates α are slow weights: meta-learned in the outer loop,
+    shared by every language. Target views (``targets[lang]``, `xmeta.modeling.target_view`) belong
+    to one language each: fast weights of its adapter, used while that adapter is active.
+
+    One id tensor feeds every view, so the model's inputs keep one name (``char_ngrams``) whatever
+    is switched on: n-gram buckets are positive, the active target view's piece ids negative, 0 pads.
     """
 
     def __init__(self, hidden_size: int, buckets: int, dim: int) -> None:
@@ -124,36 +174,48 @@ class MetaEmbedding(nn.Module):
         views = 2
         self.gate_weight = nn.Parameter(torch.zeros(views, hidden_size))
         self.gate_bias = nn.Parameter(torch.zeros(views))
+        self.targets = nn.ModuleDict()
+        self.active: str | None = None  # the active adapter: its target view, if it has one, joins the mix
+
+    def target(self, lang: str | None) -> TargetView | None:
+        return self.targets[lang] if lang is not None and lang in self.targets else None
 
     def bag(self, ids: torch.Tensor) -> torch.Tensor:
         """Mean n-gram vector per token (zero for tokens without characters)."""
-        count = (ids > 0).sum(-1, keepdim=True).clamp(min=1)
-        return self.ngrams(ids).sum(-2) / count
+        return mean_bag(self.ngrams, ids.clamp(min=0))
 
     def gates(self, subword: torch.Tensor, char_ngrams: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """α over views ``[..., views]`` (subword first) and the projected corrections ``[..., views-1, hidden]``."""
+        """α over the shared views ``[..., 2]`` (subword first) and the n-gram correction ``[..., 1, hidden]``."""
         corrections = self.ngram_projection(self.bag(char_ngrams)).unsqueeze(-2)
         views = torch.cat([subword.unsqueeze(-2), subword.unsqueeze(-2) + corrections], dim=-2)
         return ((views * self.gate_weight).sum(-1) + self.gate_bias).softmax(-1), corrections
 
+    def mix(self, subword: torch.Tensor, ids: torch.Tensor, view: TargetView | None) -> torch.Tensor:
+        """v_sub + α_char P_char v_char (+ α_sub β P_t v_t with a target view: β splits the subword
+        view's weight between the pretrained piece and the target-language pieces, so the three
+        weights still sum to one and the shared α are the same with or without a target view)."""
+        alpha, corrections = self.gates(subword, ids)
+        out = subword + (alpha[..., 1:, None] * corrections).sum(-2)
+        if view is not None:
+            out = out + alpha[..., :1] * view(subword, (-ids).clamp(min=0))
+        return out
+
     def forward(self, subword: torch.Tensor, char_ngrams: torch.Tensor) -> torch.Tensor:
-        alpha, corrections = self.gates(subword, char_ngrams)
-        return subword + (alpha[..., 1:, None] * corrections).sum(-2)
+        return self.mix(subword, char_ngrams, self.target(self.active))
 
     @torch.no_grad()
     def vocabulary_matrix(self, word_embeddings: torch.Tensor, features: CharNgramFeatures,
-                          chunk: int = 8192) -> torch.Tensor:
-        """e(t) for every vocabulary id, from its piece string: the export's new embedding matrix.
+                          view: TargetView | None = None, chunk: int = 8192) -> torch.Tensor:
+        """e(t) for every vocabulary id, from its piece string: the export's new embedding matrix
+        (with ``view``: that language's target pieces of each piece string too).
 
         ``<unk>`` and special tokens have no characters here, so their rows stay pretrained.
         """
         rows = []
         for start in range(0, word_embeddings.shape[0], chunk):
             ids = range(start, min(start + chunk, word_embeddings.shape[0]))
-            bags = [features.piece(i) for i in ids]
-            width = max((len(b) for b in bags), default=0) or 1
-            grams = torch.zeros(len(bags), width, dtype=torch.long)
-            for i, b in enumerate(bags):
-                grams[i, : len(b)] = torch.tensor(b, dtype=torch.long)
-            rows.append(self(word_embeddings[start : start + len(bags)], grams))
+            grams = pad_bags([features.piece(i) for i in ids])
+            if view is not None:
+                grams = torch.cat([grams, -pad_bags([view.features.piece(i) for i in ids])], dim=-1)
+            rows.append(self.mix(word_embeddings[start : start + len(ids)], grams, view))
         return torch.cat(rows)

@@ -1,220 +1,41 @@
-"""`XMetaForSequenceClassification`: frozen encoder + peft LoRA per language + mean-pooled head."""
+"""`XMetaForSequenceClassification`: frozen encoder + peft LoRA per language + mean-pooled head.
+
+The shared machinery (adapters per language, source bank, encoding, save/load, export) lives in
+`xmeta.modeling.base`; its names stay importable from here.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import re
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..config import XMetaConfig
-from ..data.collate import encode_texts
-from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
-from ..errors import ArgumentError, DataError
+from ..data.collate import encode_texts, flat_texts
+from ..errors import DataError
+from .base import (
+    META_ADAPTER,
+    XMetaModelBase,
+    XMetaPreTrainedModel,
+    check_language_code,
+    is_adapter_tensor,
+)
 from .classifier import PooledClassifier
-from .meta_embedding import CharNgramFeatures, MetaEmbedding
-from .pooling import mean_pool
-from .source_attention import PEFT_PREFIX, SourceTransfer, build_source_transfer
 
-META_ADAPTER = "meta"
-_LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+__all__ = ["META_ADAPTER", "XMetaForSequenceClassification", "XMetaPreTrainedModel", "check_language_code",
+           "is_adapter_tensor"]
 
 
-def check_language_code(lang: str) -> str:
-    """Language codes name adapters and folders, so they must be short and plain."""
-    if not _LANG_RE.match(lang or "") or lang == META_ADAPTER:
-        raise ArgumentError(f"language code {lang!r} is not usable (letters, digits, '-', '_'; not 'meta')")
-    return lang
-
-
-def is_adapter_tensor(name: str, adapter: str) -> bool:
-    """Whether a peft parameter name is one of ``adapter``'s own tensors (LoRA A/B or its head copy)."""
-    return f".{adapter}." in name and ("lora_" in name or "modules_to_save" in name)
-
-
-class XMetaPreTrainedModel(PreTrainedModel):
-    """Binds xmeta models to `XMetaConfig`; weights never come from transformers' own loader."""
-
-    config_class = XMetaConfig
-    base_model_prefix = "xmeta"
-
-    def _init_weights(self, module: torch.nn.Module) -> None:
-        """The encoder is pretrained and the head initialises itself: nothing to do here."""
-
-
-class XMetaForSequenceClassification(XMetaPreTrainedModel):
-    """Sentence classifier whose fast weights (LoRA + head) are one peft adapter per language.
+class XMetaForSequenceClassification(XMetaModelBase):
+    """Sentence (or sentence-pair) classifier whose fast weights (LoRA + head) are one peft adapter per language.
 
     Adapter ``meta`` holds the meta-learned initialisation θ; ``adapt`` copies it into a new
     adapter named by the language code and fine-tunes that copy on the user's few examples.
+    A text is a string or a ``(text, text_pair)`` tuple (e.g. NLI premise and hypothesis).
     """
 
-    def __init__(
-        self,
-        config: XMetaConfig,
-        encoder: PreTrainedModel | None = None,
-        tokenizer: PreTrainedTokenizerBase | None = None,
-    ) -> None:
-        super().__init__(config)
-        # Before any module exists: transformers' weight initialisation must not touch peft's LoRA
-        # (B starts at zero so the adapted model starts as the encoder) or the pretrained encoder.
-        self.post_init()
-        if encoder is None or tokenizer is None:
-            settings = resolve_encoder(config.encoder)
-            encoder, tokenizer = load_encoder(settings)
-            if not config.lora_target_modules:
-                config.lora_target_modules = list(settings.lora_target_modules)
-        if not config.lora_target_modules:
-            raise ArgumentError("lora_target_modules is empty: name the encoder's attention projections")
-        if config.id2label is None or not config.id2label:
-            raise ArgumentError("the config has no labels (id2label)")
-        config.label2id = {name: i for i, name in enumerate(config.labels)}
-        encoder.requires_grad_(False)
-        self.tokenizer = tokenizer
-        self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
-        base = PooledClassifier(encoder, config.num_labels, config.classifier_dropout)
-        base.name_or_path = config.encoder  # peft records it as the adapters' base model
-        self.char_features: CharNgramFeatures | None = None
-        if config.meta_embedding:
-            low, high = config.meta_embedding_ngrams
-            self.char_features = CharNgramFeatures(tokenizer, config.meta_embedding_buckets, low, high)
-            with torch.random.fork_rng(devices=[]):  # same LoRA init with the layer on or off; fixed n-gram vectors
-                torch.manual_seed(0)
-                base.meta_embedding = MetaEmbedding(encoder.config.hidden_size, config.meta_embedding_buckets,
-                                                    config.meta_embedding_dim)
-        self.peft = get_peft_model(base, self.lora_config(), adapter_name=META_ADAPTER)
-        self._freeze_other_adapters(META_ADAPTER)
-        self.source_transfer: SourceTransfer | None = None
-        if config.source_attention:
-            if not config.source_languages:
-                raise ArgumentError("source attention needs source languages (config.source_languages)")
-            self.source_transfer, linears = build_source_transfer(
-                self.peft, config.source_languages, encoder.config.hidden_size, config.lora_r,
-                config.lora_alpha / config.lora_r, config.attention_dim, config.attention_top_k, prefix=PEFT_PREFIX)
-            self.source_transfer.attach({name: linears[name] for name in self.source_transfer.bank.targets})
+    network_class = PooledClassifier
 
-    def lora_config(self) -> LoraConfig:
-        c = self.config
-        n_layers = self._encoder_layers
-        top = range(n_layers - c.lora_layers, n_layers) if 0 < c.lora_layers < n_layers else None
-        return LoraConfig(
-            layers_to_transform=list(top) if top is not None else None,
-            layers_pattern="layer" if top is not None else None,
-            r=c.lora_r,
-            lora_alpha=c.lora_alpha,
-            lora_dropout=c.lora_dropout,
-            target_modules=list(c.lora_target_modules),
-            modules_to_save=["classifier"],
-            base_model_name_or_path=c.encoder,
-        )
-
-    # ----------------------------------------------------------------- adapters
-    @property
-    def active_language(self) -> str:
-        return self.peft.active_adapter
-
-    def languages(self) -> list[str]:
-        """Languages with their own adapter (the meta initialisation excluded)."""
-        return [name for name in self.peft.peft_config if name != META_ADAPTER]
-
-    def use_language(self, lang: str | None) -> None:
-        """Route forward passes through ``lang``'s adapter (``None``: the meta initialisation)."""
-        name = lang or META_ADAPTER
-        if name not in self.peft.peft_config:
-            known = ", ".join(self.languages()) or "none"
-            raise DataError(f"language {name!r} has no adapter in this model (adapted: {known})")
-        self.peft.set_adapter(name)
-        self.peft.base_model.model.encoder.requires_grad_(False)
-        self._freeze_other_adapters(name)
-
-    def _freeze_other_adapters(self, active: str) -> None:
-        """Only ``active``'s adapter trains; the shared meta-embedding trains with θ (a slow weight), not per language."""
-        for pname, p in self.peft.named_parameters():
-            p.requires_grad_(is_adapter_tensor(pname, active) or (".meta_embedding." in pname and active == META_ADAPTER))
-
-    def start_language(self, lang: str) -> None:
-        """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
-        check_language_code(lang)
-        if lang in self.peft.peft_config:
-            self.peft.delete_adapter(lang)
-        self.peft.add_adapter(lang, self.lora_config())
-        meta = self.adapter_state(META_ADAPTER)
-        params = dict(self.peft.named_parameters())
-        with torch.no_grad():
-            for name, value in meta.items():
-                params[name.replace(f".{META_ADAPTER}.", f".{lang}.")].copy_(value)
-        self.use_language(lang)
-        if lang not in self.config.adapted_languages:
-            self.config.adapted_languages.append(lang)
-
-    def drop_language(self, lang: str) -> None:
-        """Forget ``lang``'s adapter (e.g. a scratch adapter used for evaluation)."""
-        if lang in self.peft.peft_config:
-            if self.active_language == lang:
-                self.use_language(None)
-            self.peft.delete_adapter(lang)
-        if lang in self.config.adapted_languages:
-            self.config.adapted_languages.remove(lang)
-
-    def adapter_state(self, adapter: str) -> dict[str, torch.Tensor]:
-        """The adapter's own tensors (LoRA A/B and its head copy), keyed by parameter name."""
-        return {n: p.detach() for n, p in self.peft.named_parameters() if is_adapter_tensor(n, adapter)}
-
-    def fast_parameters(self) -> dict[str, torch.nn.Parameter]:
-        """The active adapter's trainable tensors: the inner loop's fast weights φ.
-
-        Every other trainable tensor (source attention, ...) is a slow weight of the outer loop.
-        """
-        return {n: p for n, p in self.peft.named_parameters(prefix="peft")
-                if p.requires_grad and is_adapter_tensor(n, self.active_language)}
-
-    def shared_state(self) -> dict[str, torch.Tensor]:
-        """Tensors outside the per-language adapters (source attention, ...), saved with θ."""
-        return {n: t.detach() for n, t in self.state_dict().items() if not n.startswith("peft.")}
-
-    def lora_of(self, weights: dict[str, torch.Tensor], adapter: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """LoRA (A, B) per adapted linear, read from a fast-weight dict of ``adapter``."""
-        return {target: (weights[f"{target}.lora_A.{adapter}.weight"], weights[f"{target}.lora_B.{adapter}.weight"])
-                for target in self.source_transfer.bank.targets}
-
-    @contextlib.contextmanager
-    def transferring_into(self, lang: str):
-        """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
-        if self.source_transfer is None:
-            yield
-            return
-        with self.source_transfer.attention.excluding([lang]):
-            yield
-
-    def remember_source(self, lang: str, weights: dict[str, torch.Tensor], momentum: float | None = None) -> None:
-        """Blend an inner-loop result of a source language into its bank slot (no-op without a bank)."""
-        if self.source_transfer is None or lang not in self.source_transfer.bank.languages:
-            return
-        lora = self.lora_of(weights, self.active_language)
-        self.source_transfer.bank.store(lang, lora, self.config.bank_momentum if momentum is None else momentum)
-
-    @torch.no_grad()
-    def init_source_keys(self, texts: dict[str, Sequence[str]]) -> None:
-        """Task embeddings (mean pooled output) and per-layer mean hidden states initialise the keys."""
-        transfer = self.source_transfer
-        encoder = self.peft.base_model.model.encoder
-        layer_means = {i: [] for i in transfer.attention.layers}
-        finals = []
-        for lang in transfer.bank.languages:
-            inputs = self.encode(list(texts[lang]))
-            with self.peft.disable_adapter(), transfer.disabled():
-                out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
-            for i in layer_means:
-                layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))
-            finals.append(mean_pool(out.last_hidden_state, inputs["attention_mask"]).mean(0))
-        transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
-
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -225,120 +46,45 @@ class XMetaForSequenceClassification(XMetaPreTrainedModel):
         char_ngrams: torch.Tensor | None = None,
         **_: object,
     ) -> SequenceClassifierOutput:
-        if self.source_transfer is not None:
-            self.source_transfer.attention.reset()
-        logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden,
-                           lower_layers=lower_layers, char_ngrams=char_ngrams)
-        if self.source_transfer is not None:
-            self.source_transfer.attention.reset()
+        logits = self.network_logits(input_ids, attention_mask, lower_hidden, lower_layers, char_ngrams)
         loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def train(self, mode: bool = True) -> XMetaForSequenceClassification:
-        """Only the head's dropout follows ``mode``: the frozen encoder always runs deterministically."""
-        super().train(mode)
-        self.peft.base_model.model.encoder.eval()
-        return self
-
-    def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Tokenise with the encoder's prefix, padding only to the longest text of the batch
-        (plus each token's character n-gram ids when the meta-embedding is on)."""
+    def tokenize(self, texts: Sequence, offsets: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
         c = self.config
-        inputs = encode_texts(self.tokenizer, list(texts), c.encoder_prefix, c.max_length, offsets=self.char_features is not None)
-        if self.char_features is not None:
-            offsets = inputs.pop("offset_mapping")
-            inputs["char_ngrams"] = self.char_features([c.encoder_prefix + t for t in texts], inputs["input_ids"], offsets)
-        return inputs
+        inputs = encode_texts(self.tokenizer, list(texts), c.encoder_prefix, c.max_length, offsets=offsets)
+        return inputs, flat_texts(texts, c.encoder_prefix)
 
-    @property
-    def frozen_layers(self) -> int:
-        """How many lower encoder layers hold no trainable tensor (0 when the encoder cannot be split)."""
-        base = self.peft.base_model.model
-        if transformer_layers(base.encoder) is None:
-            return 0
-        layers = []
-        for name, p in base.encoder.named_parameters():
-            if p.requires_grad:
-                index = layer_index(name)
-                layers.append(0 if index is None else index)
-        return min(layers, default=len(transformer_layers(base.encoder)))
-
-    def prepare_for_repeated_passes(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Inputs for many passes over the same texts (inner steps, query): the frozen lower
-        layers run once here, and every later pass starts from their output. A trainable
-        meta-embedding (a slow weight, constant within an episode) keeps its graph to the cache,
-        so the query loss still reaches it."""
-        split = self.frozen_layers
-        if not self.config.cache_frozen_layers or split == 0:
-            return inputs
-        base = self.peft.base_model.model
-        embeds = base.word_vectors(inputs["input_ids"], inputs.get("char_ngrams"))
-        with torch.set_grad_enabled(embeds is not None and embeds.requires_grad):
-            lower = run_lower(base.encoder, inputs["input_ids"], inputs["attention_mask"], split, inputs_embeds=embeds)
-        return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"], "lower_layers": split}
+    def labelled_examples(self, examples: Sequence, where: str) -> tuple[list, list[int]]:
+        """(text, label), (text, text_pair, label) or dicts with text[, text_pair] and label -> inputs, label ids."""
+        texts, labels = [], []
+        for i, ex in enumerate(examples):
+            if isinstance(ex, Mapping):
+                if "text" not in ex or "label" not in ex:
+                    raise DataError(f"example {i}: needs 'text' and 'label' (got keys {sorted(ex)})")
+                text = (str(ex["text"]), str(ex["text_pair"])) if ex.get("text_pair") is not None else str(ex["text"])
+                label = ex["label"]
+            else:
+                *parts, label = ex
+                text = str(parts[0]) if len(parts) == 1 else (str(parts[0]), str(parts[1]))
+            texts.append(text)
+            labels.append(str(label))
+        unknown = sorted(set(labels) - set(self.config.label2id))
+        if unknown:
+            raise DataError(f"{where}: label {unknown[0]!r} is not one of the model's labels ({', '.join(self.config.labels)})")
+        return texts, [self.config.label2id[label] for label in labels]
 
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> torch.Tensor:
+    def predict_proba(self, texts: Sequence, lang: str | None = None, batch_size: int = 64) -> torch.Tensor:
         """Class probabilities for ``texts`` through ``lang``'s adapter (None: the active one; "meta": θ)."""
-        previous = self.active_language
-        if lang is not None:
-            self.use_language(lang)
-        was_training = self.training
-        self.eval()
-        try:
+        with self.evaluating(lang):
             chunks = [
                 self(**self.encode(texts[i : i + batch_size])).logits.softmax(-1)
                 for i in range(0, len(texts), batch_size)
             ]
-        finally:
-            self.train(was_training)
-            if lang is not None:
-                self.use_language(previous)
         return torch.cat(chunks) if chunks else torch.empty(0, self.config.num_labels)
 
-    def predict(self, texts: Sequence[str], lang: str | None = None, batch_size: int = 64) -> list[str]:
+    def predict(self, texts: Sequence, lang: str | None = None, batch_size: int = 64) -> list[str]:
         """Label names for ``texts``."""
         ids = self.predict_proba(texts, lang=lang, batch_size=batch_size).argmax(-1).tolist()
         return [self.config.id2label[i] for i in ids]
-
-    # ------------------------------------------------------- adapt / save / load
-    def adapt(self, examples: Sequence[tuple[str, str]] | Sequence[dict], lang: str, **kwargs: object):
-        """Few-shot fine-tune a new adapter for ``lang`` (see `xmeta.adapt.adapt_language`)."""
-        from ..adapt import adapt_language  # adapt builds on modeling, not the other way round
-
-        return adapt_language(self, examples, lang, **kwargs)
-
-    def save_pretrained(self, save_directory: str | Path, overwrite: bool = True, **_: object) -> Path:  # type: ignore[override]
-        from .serialization import save_model
-
-        return save_model(self, Path(save_directory), overwrite=overwrite)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: object, **kwargs: object):  # type: ignore[override]
-        """Load a model folder. Only ``encoder=``/``tokenizer=`` (already loaded objects) are honoured;
-        transformers' loader options (``config=``, ``dtype=``, ...) do not apply to a folder of adapters."""
-        from .serialization import load_model
-
-        objects = {k: kwargs[k] for k in ("encoder", "tokenizer") if kwargs.get(k) is not None}
-        return load_model(cls, Path(pretrained_model_name_or_path), **objects)
-
-    def export_merged(self, save_directory: str | Path, lang: str | None = None, overwrite: bool = True) -> Path:
-        """Write a plain transformers model (LoRA merged) that loads without xmeta."""
-        from .export import export_merged
-
-        return export_merged(self, Path(save_directory), lang=lang, overwrite=overwrite)
-
-    @classmethod
-    def for_labels(cls, labels: Sequence[str], encoder: str = "embedded", **config_kwargs: object):
-        """A fresh (not yet meta-trained) model for ``labels`` on ``encoder``."""
-        settings = resolve_encoder(encoder)
-        config = XMetaConfig(
-            encoder=encoder,
-            encoder_prefix=config_kwargs.pop("encoder_prefix", settings.prefix),
-            id2label=dict(enumerate(labels)),
-            **config_kwargs,
-        )
-        model_encoder, tokenizer = load_encoder(settings)
-        if not config.lora_target_modules:
-            config.lora_target_modules = list(settings.lora_target_modules)
-        return cls(config, encoder=model_encoder, tokenizer=tokenizer)

@@ -20,6 +20,7 @@ from ..fileio import atomic_directory
 from ..version import __version__
 from .model_card import model_card
 from .source_attention import bank_folder_state
+from .target_view import load_target_views, save_target_views
 
 if TYPE_CHECKING:
     from .sequence_classification import XMetaForSequenceClassification
@@ -138,11 +139,13 @@ def _read_bank_slot(folder: Path) -> dict:
 
 
 def save_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
-    """The meta-embedding's n-gram table, projection and gates (shared by every language) in their own file."""
+    """The meta-embedding's n-gram table, projection and gates (shared by every language) in their own file;
+    each adapted language's target view, if it has one, in ``meta_embedding/<lang>/``."""
     module = model.peft.base_model.model.meta_embedding
     if module is not None:
-        state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in module.state_dict().items() if not k.startswith("targets.")}
         save_file(state, directory / META_EMBEDDING_NAME, metadata={"format": "pt", "xmeta_version": __version__})
+        save_target_views(module, directory, model.languages())
 
 
 def load_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
@@ -157,3 +160,4 @@ def load_meta_embedding(model: XMetaForSequenceClassification, directory: Path) 
             found = tuple(state[name].shape) if name in state else "missing"
             raise ModelFolderError(f"{path}: {name} is {found}, expected shape {tuple(value.shape)}")
     module.load_state_dict({name: state[name] for name in expected})
+    load_target_views(model, directory)

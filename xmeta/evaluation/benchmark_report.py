@@ -1,0 +1,194 @@
+"""The benchmark's report, rebuilt from its cache: results.json, results.md, accuracy_vs_shots.png."""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..fileio import write_json  # noqa: E402
+from ..version import __version__  # noqa: E402
+from .benchmark import ALL_ROWS, Benchmark, Method  # noqa: E402
+
+README_START = "<!-- benchmark:start -->"
+README_END = "<!-- benchmark:end -->"
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import sklearn
+    import torch
+    import transformers
+
+    return {"xmeta": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__,
+            "scikit-learn": sklearn.__version__, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
+
+
+def k_label(k: int) -> str:
+    return "all" if k == ALL_ROWS else str(k)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+
+class BenchmarkReport:
+    """Aggregates: per method and K, the mean over targets for each seed, then mean ± std over seeds."""
+
+    def __init__(self, bench: Benchmark, command: str) -> None:
+        self.bench, self.plan, self.command = bench, bench.plan, command
+        self.runs = [json.loads(p.read_text()) for p in sorted((bench.out / "cache").glob("*/*/k*-s*.json"))]
+        wanted = {m.name for m in self.plan.methods}
+        seeds = set(self.plan.seeds)  # a cache may hold more seeds than this report's plan
+        self.runs = [r for r in self.runs if r["method"] in wanted and r["lang"] in bench.langs and r["seed"] in seeds]
+        self.cell: dict[tuple[str, str, int], dict[int, dict]] = defaultdict(dict)  # (method, lang, k) -> seed -> run
+        for r in self.runs:
+            self.cell[(r["method"], r["lang"], r["k"])][r["seed"]] = r
+
+    def shots(self, method: Method) -> list[int]:
+        return self.plan.shots_for(method)
+
+    def target_mean(self, method: str, k: int, langs: list[str], metric: str = "macro_f1") -> tuple[float, float, int] | None:
+        """Mean over ``langs`` per seed (seeds every language has), then mean, std over those seeds."""
+        cells = [self.cell.get((method, lang, k), {}) for lang in langs]
+        seeds = set.intersection(*(set(c) for c in cells)) if cells else set()
+        if not seeds:
+            return None
+        per_seed = [statistics.fmean(c[s][metric] for c in cells) for s in sorted(seeds)]
+        return (*_mean_std(per_seed), len(seeds))
+
+    def lang_mean(self, method: str, lang: str, k: int) -> tuple[float, float] | None:
+        runs = self.cell.get((method, lang, k))
+        return _mean_std([r["macro_f1"] for r in runs.values()]) if runs else None
+
+    def train_seconds(self, method: Method) -> float | None:
+        name = "joint" if method.kind in ("joint-ft", "oracle") else method.name
+        path = self.bench.train_record(name)
+        return json.loads(path.read_text())["seconds"] if path.exists() else None
+
+    def adapt_seconds(self, method: str, k: int) -> float | None:
+        times = [r["adapt_seconds"] for (m, _, kk), runs in self.cell.items() if m == method and kk == k
+                 for r in runs.values() if "adapt_seconds" in r]
+        return statistics.median(times) if times else None
+
+    # ---------------------------------------------------------------- output
+    def columns(self) -> list[int]:
+        ks = sorted({k for m in self.plan.methods for k in self.shots(m) if k != ALL_ROWS})
+        return ks + ([ALL_ROWS] if any(ALL_ROWS in self.shots(m) for m in self.plan.methods) else [])
+
+    def headline(self, langs: list[str]) -> str:
+        ks = self.columns()
+        lines = ["| method | " + " | ".join(f"K={k_label(k)}" for k in ks) + " | train s |",
+                 "|---|" + "---:|" * (len(ks) + 1)]
+        for m in self.plan.methods:
+            cells = []
+            for k in ks:
+                value = self.target_mean(m.name, k, langs)
+                cells.append("" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}" if value[2] > 1 else f"{value[0]:.3f}")
+            seconds = self.train_seconds(m)
+            lines.append(f"| {m.name} | " + " | ".join(cells) + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
+        return "\n".join(lines) + "\n"
+
+    def per_target(self, k: int) -> str:
+        methods = [m for m in self.plan.methods if k in self.shots(m)]
+        lines = ["| target | " + " | ".join(m.name for m in methods) + " |", "|---|" + "---:|" * len(methods)]
+        for lang in self.bench.langs:
+            values = [self.lang_mean(m.name, lang, k) for m in methods]
+            lines.append(f"| {lang} | " + " | ".join("" if v is None else f"{v[0]:.3f}" for v in values) + " |")
+        return "\n".join(lines) + "\n"
+
+    def timing(self) -> str:
+        lines = ["| method | training s | median adapt s (K=4) | median adapt s (K=16) |", "|---|---:|---:|---:|"]
+        for m in self.plan.methods:
+            cells = [self.train_seconds(m), self.adapt_seconds(m.name, 4), self.adapt_seconds(m.name, 16)]
+            lines.append(f"| {m.name} | " + " | ".join("" if c is None else f"{c:.1f}" for c in cells) + " |")
+        return "\n".join(lines) + "\n"
+
+    def markdown(self) -> str:
+        p = self.plan
+        parts = [
+            f"Macro-F1, mean over the {len(p.targets)} held-out targets ({', '.join(p.targets)}); ± is the std over "
+            f"{len(p.seeds)} shot seeds of that mean (K=0 and all-rows runs are deterministic: one run). "
+            f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only.\n",
+            self.headline(p.targets),
+        ]
+        if p.extra_targets:
+            parts += [f"\nReported separately: {', '.join(p.extra_targets)}.\n", self.headline(p.extra_targets)]
+        for k in (4, 16):
+            if k in self.columns():
+                parts += [f"\nPer target, K={k} (mean over seeds):\n", self.per_target(k)]
+        parts += ["\nTime (seconds, this machine):\n", self.timing()]
+        parts += ["\nMethods:\n"] + [f"- `{m.name}`: {m.description}\n" for m in p.methods]
+        parts += [f"\nReproduce: `{self.command}`\n"]
+        return "".join(parts)
+
+    def plot(self, path: Path) -> None:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ks = [k for k in self.columns() if k != ALL_ROWS]
+        for m in self.plan.methods:
+            points = [(i, self.target_mean(m.name, k, self.plan.targets)) for i, k in enumerate(ks)]
+            points = [(i, v) for i, v in points if v is not None]
+            if not points:
+                continue
+            style = {"linestyle": "--"} if m.ablation else {}
+            ax.errorbar([i for i, _ in points], [v[0] for _, v in points], yerr=[v[1] for _, v in points],
+                        marker="o", capsize=3, label=m.name, **style)
+        ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+        ax.set_xlabel("labelled target examples per class (K)")
+        ax.set_ylabel(f"macro-F1, mean over {len(self.plan.targets)} targets")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", ncol=2)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    def summary(self) -> dict:
+        out: dict = {}
+        for m in self.plan.methods:
+            row = {}
+            for group, langs in (("targets", self.plan.targets), ("extra_targets", self.plan.extra_targets)):
+                for k in self.shots(m):
+                    value = self.target_mean(m.name, k, langs) if langs else None
+                    if value is not None:
+                        row.setdefault(group, {})[k_label(k)] = {"macro_f1_mean": value[0], "macro_f1_std": value[1],
+                                                                 "n_seeds": value[2]}
+            out[m.name] = {"description": m.description, "train_seconds": self.train_seconds(m), **row}
+        return out
+
+    def write(self) -> None:
+        """results.json (every number), results.md and accuracy_vs_shots.png in the benchmark folder."""
+        from dataclasses import asdict
+
+        p = self.plan
+        settings = {k: v for k, v in asdict(p).items() if k != "methods"}
+        tuning = {m.name: json.loads(f.read_text()) for m in p.methods
+                  if (f := self.bench.out / "cache" / m.name / "tuning.json").exists()}
+        write_json(self.bench.out / "results.json", {
+            "command": self.command, "task": self.bench.task, "encoder": self.bench.encoder, "settings": settings,
+            "versions": versions(), "sources": self.bench.sources, "tuning": tuning,
+            "test_items": {lang: self.bench.test_items(lang) for lang in self.bench.langs},
+            "summary": self.summary(), "runs": self.runs})
+        (self.bench.out / "results.md").write_text(self.markdown(), encoding="utf-8")
+        self.plot(self.bench.out / "accuracy_vs_shots.png")
+
+
+def update_readme(readme: Path, results_md: str) -> None:
+    """Replace the README's generated results section (between the benchmark markers)."""
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    if not pattern.search(text):
+        from ..errors import ArgumentError
+
+        raise ArgumentError(f"{readme}: no '{README_START}' ... '{README_END}' section to update")
+    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{results_md}{README_END}", text), encoding="utf-8")

@@ -1,0 +1,213 @@
+"""Speed benchmark: xmeta's meta-step against the deepcopy-per-task way research code takes.
+
+The same episodes (seeded sampler, seeded initialisation) go through (a) xmeta's meta-step as
+`MetaTrainer` runs it, (b) `xmeta.meta.reference` (inputs padded to ``max_length``, a deepcopy of
+the model per task, every layer recomputed each inner step, SGD on the copy, grads copied back to
+θ) and (c) learn2learn's ``MAML(first_order=True)`` when it is importable. Each variant runs in its
+own process so that its peak RSS is its own. Also: the time to adapt to a new language.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+from ..fileio import atomic_directory, write_json
+
+VARIANTS = ("xmeta", "deepcopy", "learn2learn")
+GPU_NOTE = "GPU: not measured (no device lent to this task)"
+
+
+@dataclass
+class SpeedSettings:
+    """What one meta-step is: the `meta-train` defaults on the embedded encoder."""
+
+    task: str = "cldr-emoji"
+    target: str = "yo"  # the new language of the adaptation timing
+    meta_batch: int = 4
+    k_shot: int = 4
+    k_query: int = 4
+    inner_steps: int = 3
+    inner_lr: float = 0.05
+    steps: int = 5
+    warmup: int = 1
+    adapt_shots: int = 4  # per class: 32 examples for the 8 CLDR-emoji classes
+    adapt_runs: int = 3
+    seed: int = 0
+
+
+def _median_seconds(step: Callable[[], object], steps: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        step()
+    seconds = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_variant(variant: str, settings: SpeedSettings) -> dict:
+    """Time ``settings.steps`` meta-steps of ``variant`` in this process (after ``warmup`` steps)."""
+    import transformers
+
+    from ..data import (
+        EpisodeSampler,
+        load_language_tasks,
+        load_task_card,
+        sample_k_shot,
+    )
+    from ..meta import MetaTrainer, MetaTrainingArguments
+    from ..meta.reference import reference_meta_gradient
+    from ..modeling import XMetaForSequenceClassification
+
+    transformers.logging.set_verbosity_error()
+    card = load_task_card(settings.task)
+    torch.manual_seed(settings.seed)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name)
+    args = MetaTrainingArguments(steps=settings.warmup + settings.steps, meta_batch=settings.meta_batch,
+                                 k_shot=settings.k_shot, k_query=settings.k_query, inner_lr=settings.inner_lr,
+                                 inner_steps=settings.inner_steps, eval_every=0, seed=settings.seed)
+    sampler = EpisodeSampler(load_language_tasks(card, None, "train"), None, args.k_shot, args.k_query, seed=settings.seed)
+    trainer = MetaTrainer(model, sampler, args)
+    model.train()
+    fresh = sampler.state_dict()
+    n_way = len(set(sampler.sample_meta_batch(1)[0].support_labels))
+    sampler.load_state_dict(fresh)  # every variant sees the same episodes
+    params = list(trainer.named_trainable().values())
+
+    def outer_update() -> None:
+        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        trainer.optimizer.step()
+
+    def copied_step() -> None:  # (b): the same episodes and AdamW update, meta-gradient the deepcopy way
+        trainer.optimizer.zero_grad(set_to_none=True)
+        episodes = [((e.support_texts, e.support_labels), (e.query_texts, e.query_labels))
+                    for e in sampler.sample_meta_batch(args.meta_batch)]
+        reference_meta_gradient(model, episodes, args.inner_lr, args.inner_steps, pad_to=model.config.max_length)
+        outer_update()
+
+    def l2l_step() -> None:  # (c): learn2learn clones the model per task with differentiable parameters
+        import learn2learn as l2l
+
+        maml = l2l.algorithms.MAML(model, lr=args.inner_lr, first_order=True, allow_nograd=True, allow_unused=True)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        for e in sampler.sample_meta_batch(args.meta_batch):
+            learner = maml.clone()
+            for _ in range(args.inner_steps):
+                learner.adapt(_plain_loss(learner, model, e.support_texts, e.support_labels))
+            (_plain_loss(learner, model, e.query_texts, e.query_labels) / args.meta_batch).backward()
+        outer_update()
+
+    step = {"xmeta": trainer.step, "deepcopy": copied_step, "learn2learn": l2l_step}[variant]
+    seconds = _median_seconds(step, settings.steps, settings.warmup)
+    result = {"variant": variant, "median_seconds": statistics.median(seconds), "all_seconds": seconds,
+              "peak_rss_mb": _peak_rss_mb(), "n_way": n_way}
+    if variant == "xmeta":
+        target = load_language_tasks(card, [settings.target], "train")[settings.target]
+        adapt_seconds = []
+        for seed in range(settings.adapt_runs + 1):  # the first run warms up
+            ids = sample_k_shot(target, settings.adapt_shots, seed)
+            done = model.adapt([(target.texts[i], card.labels[target.labels[i]]) for i in ids], lang=settings.target, seed=seed)
+            adapt_seconds.append(done.seconds)
+        result["adapt"] = {"examples": done.examples, "steps": done.steps, "median_seconds": statistics.median(adapt_seconds[1:]),
+                           "all_seconds": adapt_seconds[1:]}
+    return result
+
+
+def _plain_loss(learner, model, texts: list[str], labels: list[int]) -> torch.Tensor:
+    logits = learner(**model.encode(texts)).logits
+    return torch.nn.functional.cross_entropy(logits, torch.as_tensor(labels))
+
+
+def _in_subprocess(variant: str, settings: SpeedSettings) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        done = subprocess.run([sys.executable, "-m", "xmeta.evaluation.speed", variant, json.dumps(asdict(settings)), str(out)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            return {"variant": variant, "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"}
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+def speed_benchmark(out_dir: Path, steps: int = 5, warmup: int = 1, overwrite: bool = True, **settings: object) -> dict:
+    """Run every variant in its own process; write speed.json, speed.md and speed.png to ``out_dir``."""
+    config = SpeedSettings(steps=steps, warmup=warmup, **settings)
+    variants = {}
+    for variant in VARIANTS:
+        if variant == "learn2learn" and importlib.util.find_spec("learn2learn") is None:
+            variants[variant] = {"variant": variant, "skipped": "learn2learn is not importable (`pip install learn2learn` "
+                                 "fails to build its Cython extension on Python 3.11: longintrepr.h)"}
+            continue
+        variants[variant] = _in_subprocess(variant, config)
+    base = variants["xmeta"].get("median_seconds")
+    ratios = {f"xmeta/{v}": base / r["median_seconds"] for v, r in variants.items()
+              if v != "xmeta" and base and "median_seconds" in r}
+    results = {"settings": asdict(config), "variants": variants, "ratios": ratios, "gpu": GPU_NOTE,
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+               "machine": platform.machine()}
+    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        write_json(tmp / "speed.json", results)
+        (tmp / "speed.md").write_text(speed_markdown(results), encoding="utf-8")
+        plot_speed(results, tmp / "speed.png")
+    return results
+
+
+def speed_markdown(results: dict) -> str:
+    s = results["settings"]
+    lines = [(f"Meta-step: {s['meta_batch']} languages × {results['variants']['xmeta'].get('n_way', '?')}-way "
+              f"{s['k_shot']}+{s['k_query']}-shot, {s['inner_steps']} inner steps, task {s['task']}; "
+              f"median of {s['steps']} steps after {s['warmup']} warm-up; each variant in its own process."), "",
+             "| variant | median s / meta-step | peak RSS (MB) | xmeta / variant |", "|---|---|---|---|"]
+    for name, r in results["variants"].items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | |")
+        else:
+            ratio = results["ratios"].get(f"xmeta/{name}")
+            lines.append(f"| {name} | {r['median_seconds']:.2f} | {r['peak_rss_mb']:.0f} | {f'{ratio:.2f}' if ratio else '1.00'} |")
+    adapt = results["variants"]["xmeta"].get("adapt")
+    if adapt:
+        lines += ["", (f"Adapting to {s['target']} with {adapt['examples']} examples ({adapt['steps']} steps): "
+                       f"{adapt['median_seconds']:.2f} s (median of {s['adapt_runs']}).")]
+    lines += ["", f"{results['gpu']}. CPU threads: {results['threads']}.", ""]
+    return "\n".join(lines)
+
+
+def plot_speed(results: dict, path: Path) -> None:
+    measured = {n: r for n, r in results["variants"].items() if "median_seconds" in r}
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bars = ax.bar(list(measured), [r["median_seconds"] for r in measured.values()], color="#4c72b0")
+    for bar, r in zip(bars, measured.values()):
+        ax.annotate(f"{r['median_seconds']:.1f} s\n{r['peak_rss_mb']:.0f} MB", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("seconds per meta-step (median)")
+    ax.set_ylim(0, max(r["median_seconds"] for r in measured.values()) * 1.3)
+    ax.set_title("first-order MAML meta-step (CPU)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":  # one variant in this process: python -m xmeta.evaluation.speed VARIANT SETTINGS_JSON OUT
+    chosen, raw, target = sys.argv[1:4]
+    write_json(Path(target), run_variant(chosen, SpeedSettings(**json.loads(raw))))
