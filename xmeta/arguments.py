@@ -158,5 +158,6 @@ class BenchmarkCommand:
     speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: xmeta's meta-step vs a deepcopy "
                                                           "reference (and learn2learn), each in its own process"})
     speed_steps: int = field(default=5, metadata={"help": "timed meta-steps per variant in --speed (after 1 warm-up)"})
+    report_only: bool = field(default=False, metadata={"help": "rebuild results.json/.md/.png from the cache; run nothing"})
     update_readme: str = field(default="", metadata={"help": "README to rewrite between its benchmark markers"})
 

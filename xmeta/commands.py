@@ -328,7 +328,8 @@ def benchmark(cmd: BenchmarkCommand) -> int:
     bench = Benchmark(plan_from(cmd, card.targets), out, cmd.task, cmd.encoder)
     if cmd.update_readme and not Path(cmd.update_readme).is_file():
         raise DataError(f"{cmd.update_readme}: file not found (--update_readme)")
-    bench.run()
+    if not cmd.report_only:
+        bench.run()
     command = "xmeta benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else "xmeta benchmark"
     report = BenchmarkReport(bench, command)
     report.write()

@@ -211,21 +211,32 @@ class Benchmark:
             return LabelledBatch.build(model, self.test[lang].texts, self.test[lang].labels)
 
     def run_adapting(self, method: Method) -> None:
-        """K=0 scores θ; K>0 adapts a scratch copy of θ on the shot set and scores it."""
+        """K=0 scores θ; K>0 adapts a scratch copy of θ on the shot set and scores it.
+
+        Runs go K by K over all targets (small K first), so a run stopped early leaves complete
+        columns. Test batches are built once per target, except with the meta-embedding on, whose
+        per-language target view changes what the lower layers compute."""
         model = self.model_for(method)
         options = self.adapt_options(method, model)
-        for lang, todo in self.progress(method):
-            batch = self.test_batch(model, lang)
-            for k, seed in todo:
+        todo = {lang: set(self.pending(method, lang)) for lang in self.langs}
+        batches: dict[str, LabelledBatch] = {}
+
+        def test_batch(lang: str) -> LabelledBatch:
+            if model.config.meta_embedding:
+                return self.test_batch(model, lang)
+            if lang not in batches:
+                batches[lang] = self.test_batch(model, lang)
+            return batches[lang]
+
+        for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.name, unit="K,seed", dynamic_ncols=True):
+            for lang in [lang for lang in self.langs if (k, seed) in todo[lang]]:
                 if k == 0:
-                    self.record(method.name, lang, k, seed, score_batch(model, batch, META_ADAPTER))
+                    self.record(method.name, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
                 rows = self.shots(lang, k, seed)
                 result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed, **options,
                                      **self.target_view_options(model, lang))
-                if model.config.meta_embedding:  # a per-language view changes the lower layers too
-                    batch = self.test_batch(model, lang)
-                scores = score_batch(model, batch, SCRATCH)
+                scores = score_batch(model, test_batch(lang), SCRATCH)
                 model.drop_language(SCRATCH)
                 self.record(method.name, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
                             shot_items=self.item_ids(lang, rows))
