@@ -56,3 +56,10 @@ def test_quick_benchmark_runs_every_method_and_resumes(tmp_path, capsys):
     assert main(["benchmark", "--quick", "--out", str(out)]) == 0
     assert time.perf_counter() - start < 60
     assert {p: p.stat().st_mtime for p in (out / "cache").rglob("*.json")} == before
+
+
+def test_report_quotes_the_command_without_report_flags():
+    from xmeta.commands import reproducing_command
+
+    argv = ["--out", "b", "--report_only", "--update_readme", "README.md", "--seeds", "3", "--update_readme=R.md"]
+    assert reproducing_command(argv) == "xmeta benchmark --out b --seeds 3"

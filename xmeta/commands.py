@@ -311,6 +311,21 @@ def coverage(cmd: CoverageCommand, data: DataArguments) -> int:
     return 0
 
 
+def reproducing_command(argv: list[str]) -> str:
+    """The benchmark command as the report quotes it: without the flags that only (re)write the report."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--report_only":
+            continue
+        elif arg == "--update_readme":
+            skip = True
+        elif not arg.startswith("--update_readme="):
+            kept.append(arg)
+    return " ".join(["xmeta benchmark", *kept])
+
+
 def benchmark(cmd: BenchmarkCommand) -> int:
     """Every baseline and xmeta variant on the same splits, shots and seeds (cached; re-run to resume)."""
     from .evaluation.benchmark import Benchmark, plan_from
@@ -330,7 +345,7 @@ def benchmark(cmd: BenchmarkCommand) -> int:
         raise DataError(f"{cmd.update_readme}: file not found (--update_readme)")
     if not cmd.report_only:
         bench.run()
-    command = "xmeta benchmark " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["benchmark"] else "xmeta benchmark"
+    command = reproducing_command(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else [])
     report = BenchmarkReport(bench, command)
     report.write()
     if cmd.update_readme:

@@ -119,16 +119,16 @@ class BenchmarkReport:
         parts = [
             f"Macro-F1, mean over the {len(p.targets)} held-out targets ({', '.join(p.targets)}); ± is the std over "
             f"{len(p.seeds)} shot seeds of that mean (K=0 and all-rows runs are deterministic: one run). "
-            f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only.\n",
+            f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only.\n\n",
             self.headline(p.targets),
         ]
         if p.extra_targets:
-            parts += [f"\nReported separately: {', '.join(p.extra_targets)}.\n", self.headline(p.extra_targets)]
+            parts += [f"\nReported separately: {', '.join(p.extra_targets)}.\n\n", self.headline(p.extra_targets)]
         for k in (4, 16):
             if k in self.columns():
-                parts += [f"\nPer target, K={k} (mean over seeds):\n", self.per_target(k)]
-        parts += ["\nTime (seconds, this machine):\n", self.timing()]
-        parts += ["\nMethods:\n"] + [f"- `{m.name}`: {m.description}\n" for m in p.methods]
+                parts += [f"\nPer target, K={k} (mean over seeds):\n\n", self.per_target(k)]
+        parts += ["\nTime (seconds, this machine):\n\n", self.timing()]
+        parts += ["\nMethods:\n\n"] + [f"- `{m.name}`: {m.description}\n" for m in p.methods]
         parts += [f"\nReproduce: `{self.command}`\n"]
         return "".join(parts)
 
