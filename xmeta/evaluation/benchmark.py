@@ -136,6 +136,13 @@ def stratified_rows(task: LanguageTask, per_class: int, seed: int) -> list[int]:
     return sorted(rows)
 
 
+def pooled_sample(tasks: dict[str, LanguageTask], per_class: int) -> tuple[list[str], list[int]]:
+    """Texts and labels of a stratified sample of every language, pooled (source training and dev data)."""
+    rows = {lang: stratified_rows(task, per_class, seed=0) for lang, task in tasks.items()}
+    return ([tasks[lang].texts[i] for lang in rows for i in rows[lang]],
+            [tasks[lang].labels[i] for lang in rows for i in rows[lang]])
+
+
 def write_record(path: Path, obj: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, obj)
@@ -348,9 +355,7 @@ class Benchmark:
         return out
 
     def source_dev_batch(self, model) -> LabelledBatch:
-        rows = {lang: stratified_rows(task, self.plan.dev_per_class, seed=0) for lang, task in self.source_dev.items()}
-        texts = [self.source_dev[lang].texts[i] for lang in rows for i in rows[lang]]
-        labels = [self.source_dev[lang].labels[i] for lang in rows for i in rows[lang]]
+        texts, labels = pooled_sample(self.source_dev, self.plan.dev_per_class)
         with torch.inference_mode():
             return LabelledBatch.build(model, texts, labels)
 
@@ -375,12 +380,10 @@ class Benchmark:
         encoder, tokenizer = load_encoder(resolve_encoder(self.encoder))
         probe = FrozenEncoderProbe(encoder, tokenizer, resolve_encoder(self.encoder).prefix, EncoderArguments.max_length)
         start = time.perf_counter()
-        rows = {lang: stratified_rows(task, self.plan.probe_per_class, seed=0) for lang, task in self.source_train.items()}
-        src_texts = [self.source_train[lang].texts[i] for lang in rows for i in rows[lang]]
-        src_y = [self.source_train[lang].labels[i] for lang in rows for i in rows[lang]]
+        src_texts, src_y = pooled_sample(self.source_train, self.plan.probe_per_class)
         src_x = probe.features(src_texts)
         c = self.tune_probe(probe, src_x, src_y)
-        per_language = len(src_y) / len(rows)
+        per_language = len(src_y) / len(self.source_train)
         for lang, todo in self.progress(method):
             test_x = probe.features(self.test[lang].texts)
             for k, seed in todo:
@@ -398,8 +401,7 @@ class Benchmark:
 
     def tune_probe(self, probe: FrozenEncoderProbe, x: np.ndarray, y: list[int]) -> float:
         """Regularisation strength chosen on source dev rows."""
-        rows = {lang: stratified_rows(task, self.plan.dev_per_class, seed=0) for lang, task in self.source_dev.items()}
-        dev_x = probe.features([self.source_dev[lang].texts[i] for lang in rows for i in rows[lang]])
-        dev_y = [self.source_dev[lang].labels[i] for lang in rows for i in rows[lang]]
+        dev_texts, dev_y = pooled_sample(self.source_dev, self.plan.dev_per_class)
+        dev_x = probe.features(dev_texts)
         grid = {c: probe.score(probe.fit(x, y, c), dev_x, dev_y)["macro_f1"] for c in (0.01, 0.1, 1.0)}
         return max(grid, key=grid.get)
