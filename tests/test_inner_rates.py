@@ -105,3 +105,13 @@ def test_rates_are_saved_with_theta_and_used_by_adapt(rated, tmp_path):
     loaded.adapt(examples, lang="yy", lr=LR)  # an explicit lr: one rate for every tensor, head included
     assert any(not torch.allclose(p, head[n.replace(".yy.", ".meta.")])
                for n, p in loaded.fast_parameters().items() if "classifier" in n)
+
+
+def test_outer_loop_gives_the_rates_their_own_learning_rate(rated):
+    from xmeta.meta.trainer import MetaTrainer, MetaTrainingArguments
+
+    args = MetaTrainingArguments(steps=1, learn_inner_lr=True, inner_rate_lr=0.03)
+    groups = MetaTrainer(rated, None, args).optimizer.param_groups
+    assert [g["lr"] for g in groups] == [args.outer_lr, 0.03]
+    assert groups[1]["params"] == [rated.inner_rates.log_scale]
+    assert all(p is not rated.inner_rates.log_scale for p in groups[0]["params"])

@@ -148,15 +148,15 @@ class BenchmarkCommand:
     encoder: str = field(default="embedded", metadata={"help": "'embedded', a hub id or a local HF folder"})
     targets: str = field(default="", metadata={"help": "held-out targets (default: the card's, minus --extra_targets)"})
     extra_targets: str = field(default="chr", metadata={"help": "targets reported separately, outside the mean"})
-    methods: str = field(default="", metadata={"help": "comma-separated subset of the methods (default: all)"})
+    methods: str = field(default="", metadata={"help": "comma-separated methods (default: all but the extra joint-ft-2x and xmeta-fomaml-2x)"})
     shots: str = field(default="0,1,4,16", metadata={"help": "K examples per class"})
     ablation_shots: str = field(default="0,4", metadata={"help": "K for the ablation rows (xmeta+sa, +me, +lr)"})
     seeds: int = field(default=5, metadata={"help": "shot seeds per K"})
     meta_steps: int = field(default=40, metadata={"help": "meta-steps of every xmeta variant (B1 gets the same example budget)"})
     test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
     quick: bool = field(default=False, metadata={"help": "smoke run: one target, K in {0,4}, one seed, 2 meta-steps"})
-    speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: xmeta's meta-step vs a deepcopy "
-                                                          "reference (and learn2learn), each in its own process"})
+    speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: a deepcopy reference, then one "
+                                                          "speed-up at a time up to xmeta's meta-step (and learn2learn), each in its own process"})
     speed_steps: int = field(default=5, metadata={"help": "timed meta-steps per variant in --speed (after 1 warm-up)"})
     report_only: bool = field(default=False, metadata={"help": "rebuild results.json/.md/.png from the cache; run nothing"})
     update_readme: str = field(default="", metadata={"help": "README to rewrite between its benchmark markers"})

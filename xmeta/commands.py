@@ -337,7 +337,7 @@ def benchmark(cmd: BenchmarkCommand) -> int:
 
         if cmd.speed_steps < 1:
             raise ArgumentError(f"--speed_steps must be at least 1 (got {cmd.speed_steps})")
-        print(speed_markdown(speed_benchmark(out, steps=cmd.speed_steps, task=cmd.task)), end="")
+        print(speed_markdown(speed_benchmark(out, steps=cmd.speed_steps, task=cmd.task, encoder=cmd.encoder)), end="")
         return 0
     card = load_task_card(cmd.task)
     bench = Benchmark(plan_from(cmd, card.targets), out, cmd.task, cmd.encoder)

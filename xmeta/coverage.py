@@ -1,7 +1,9 @@
 """How well an encoder's subword vocabulary covers a language: the numbers behind ``--meta_embedding on``.
 
 A language the vocabulary covers badly shows it in three ways: many ``<unk>`` tokens (the script is
-missing: Cherokee under XLM-R), many pieces per word, or many words shattered into 4+ pieces.
+missing: Cherokee under XLM-R), many pieces per word, or many words shattered into 4+ pieces. Only
+the first one earns the recommendation: in the benchmark (README) the layer lifted Cherokee but cost
+Yoruba, Igbo and Xhosa, whose long words the pretrained pieces still spell out usefully.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 UNK_SHARE_LIMIT = 0.05  # above this, the character view of <unk> spans has work to do
-LONG_WORD_LIMIT = 0.30  # above this, words are mostly spelled out piece by piece
-LONG_WORD_PIECES = 4
+LONG_WORD_PIECES = 4  # reported, not used to recommend (see the module docstring)
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Coverage:
 
     @property
     def poorly_covered(self) -> bool:
-        return self.unk_share > UNK_SHARE_LIMIT or self.long_word_share > LONG_WORD_LIMIT
+        return self.unk_share > UNK_SHARE_LIMIT
 
 
 def measure_coverage(tokenizer: PreTrainedTokenizerBase, lang: str, texts: Sequence[str]) -> Coverage:

@@ -51,14 +51,20 @@ class Method:
     encoder_flags: dict = field(default_factory=dict)
     training_flags: dict = field(default_factory=dict)
     ablation: bool = False  # scored at the ablation shots only
+    budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
+    by_default: bool = True  # run when --methods is not given
 
 
 METHODS = (
     Method("probe", "probe", "B4 frozen-encoder probe: logistic regression on mean-pooled features, sources + K target"),
     Method("joint", "joint", "B1 joint LoRA fine-tuning on all source rows (zero-shot on the target)"),
     Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
+    Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-fomaml-2x)",
+           ablation=True, budget_scale=2, by_default=False),
     Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
     Method("xmeta-fomaml", "xmeta", "xmeta, first-order MAML only"),
+    Method("xmeta-fomaml-2x", "xmeta", "FOMAML with twice the meta-steps (and twice B1's example budget)",
+           ablation=True, budget_scale=2, by_default=False),
     Method("xmeta+sa", "xmeta", "+ source attention", {"source_attention": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
@@ -67,6 +73,7 @@ METHODS = (
     Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
+DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)
 
 
 @dataclass
@@ -110,7 +117,7 @@ class Plan:
 def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
     extra = split_list(cmd.extra_targets, "--extra_targets")
     targets = split_list(cmd.targets, "--targets") if cmd.targets else [t for t in card_targets if t not in extra]
-    names = split_list(cmd.methods, "--methods") if cmd.methods else list(METHOD_NAMES)
+    names = split_list(cmd.methods, "--methods") if cmd.methods else list(DEFAULT_METHOD_NAMES)
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
         raise ArgumentError(f"--methods: unknown method {unknown[0]!r} (choose from {', '.join(METHOD_NAMES)})")
@@ -241,12 +248,12 @@ class Benchmark:
                     self.record(method.name, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
                 rows = self.shots(lang, k, seed)
-                result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed, **options,
-                                     **self.target_view_options(model, lang))
+                view = self.target_view_options(model, lang)
+                result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed, **options, **view)
                 scores = score_batch(model, test_batch(lang), SCRATCH)
                 model.drop_language(SCRATCH)
                 self.record(method.name, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
-                            shot_items=self.item_ids(lang, rows))
+                            target_view=bool(view), shot_items=self.item_ids(lang, rows))
 
     def item_ids(self, lang: str, rows: list[int]) -> list[str] | list[int]:
         """Shot sets are saved as item (emoji) ids, which name the same rows in any later run."""
@@ -306,7 +313,7 @@ class Benchmark:
 
     def model_for(self, method: Method):
         if method.kind in ("joint", "joint-ft"):
-            return XMetaForSequenceClassification.from_pretrained(self.joint_model())
+            return XMetaForSequenceClassification.from_pretrained(self.joint_model(method.budget_scale))
         if method.kind == "target-only":
             torch.manual_seed(0)
             return self.fresh_model()
@@ -326,19 +333,26 @@ class Benchmark:
             return out
         resume = RESUME_DEFAULT if Path(f"{out}.checkpoint").exists() else ""
         cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.adapt_steps, overwrite=True, resume=resume)
-        training = MetaTrainingArguments(steps=self.plan.meta_steps, meta_batch=self.plan.meta_batch, eval_every=0,
+        steps = self.plan.meta_steps * method.budget_scale
+        training = MetaTrainingArguments(steps=steps, meta_batch=self.plan.meta_batch, eval_every=0,
                                          checkpoint_every=10, seed=0, **method.training_flags)
         start = time.perf_counter()
         meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                    training)
         write_record(self.train_record(method.name), {"seconds": round(time.perf_counter() - start, 1),
-                                                    "meta_steps": self.plan.meta_steps, "resumed": bool(resume),
+                                                    "meta_steps": steps, "resumed": bool(resume),
                                                     "flags": {**method.encoder_flags, **method.training_flags}})
         return out
 
-    def joint_model(self) -> Path:
+    @staticmethod
+    def joint_name(budget_scale: int) -> str:
+        """The B1 model (and its train record) a method with this budget builds on."""
+        return "joint" if budget_scale == 1 else f"joint-{budget_scale}x"
+
+    def joint_model(self, budget_scale: int = 1) -> Path:
         """B1: the adapter trained on every source row, selected on source dev rows."""
-        out = self.model_dir("joint")
+        name = self.joint_name(budget_scale)
+        out = self.model_dir(name)
         if (out / "config.json").exists():
             return out
         torch.manual_seed(0)
@@ -346,12 +360,12 @@ class Benchmark:
         texts = [t for task in self.source_train.values() for t in task.texts]
         labels = [y for task in self.source_train.values() for y in task.labels]
         dev = self.source_dev_batch(model)
-        steps = self.plan.joint_steps
+        steps = self.plan.joint_steps * budget_scale
         result = supervised_finetune(model, texts, labels, steps=steps, batch_size=self.plan.joint_batch, lr=1e-3,
                                      dev=lambda: score_batch(model, dev, META_ADAPTER)["accuracy"],
                                      eval_every=max(1, steps // 8), desc="joint (B1)")
         model.save_pretrained(out)
-        write_record(self.train_record("joint"), {"seconds": round(result.seconds, 1), **asdict(result)})
+        write_record(self.train_record(name), {"seconds": round(result.seconds, 1), **asdict(result)})
         return out
 
     def source_dev_batch(self, model) -> LabelledBatch:

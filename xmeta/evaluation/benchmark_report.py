@@ -72,7 +72,7 @@ class BenchmarkReport:
         return _mean_std([r["macro_f1"] for r in runs.values()]) if runs else None
 
     def train_seconds(self, method: Method) -> float | None:
-        name = "joint" if method.kind in ("joint-ft", "oracle") else method.name
+        name = self.bench.joint_name(method.budget_scale) if method.kind in ("joint-ft", "oracle") else method.name
         path = self.bench.train_record(name)
         return json.loads(path.read_text())["seconds"] if path.exists() else None
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..data import Episode, EpisodeSampler
 from ..distributed import Processes
 from ..errors import ArgumentError, TrainingInterrupted, XMetaError
-from .batch import LabelledBatch
+from .batch import DEFAULT_CHUNK, LabelledBatch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .fomaml import FirstOrderMAML, InnerLoop
 
@@ -39,6 +39,9 @@ class MetaTrainingArguments:
     meta_embedding_lr: float = field(default=1e-3, metadata={
         "help": "AdamW learning rate of the meta-embedding layer (1e-2 hurt well-covered targets in "
                 "scripts/meta_embedding_ablation.py)"})
+    inner_rate_lr: float = field(default=1e-2, metadata={
+        "help": "AdamW learning rate of the learned inner rates' log-scales (with --learn_inner_lr; at the θ rate "
+                "1e-3 they moved 4%% in 40 meta-steps)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
@@ -47,16 +50,19 @@ class MetaTrainingArguments:
     seed: int = field(default=0, metadata={"help": "seed for episodes and initialisation"})
     learn_inner_lr: bool = field(default=False, metadata={
         "help": "meta-learn one inner rate per group of fast weights (first-order Meta-SGD), starting at --inner_lr"})
+    chunk_size: int = field(default=DEFAULT_CHUNK, metadata={
+        "help": "texts per length-sorted, separately padded chunk of an episode (speed only: same loss)"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast of the forward passes on CUDA (no effect on CPU)"})
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "meta_batch": self.meta_batch, "k_shot": self.k_shot,
-                    "k_query": self.k_query, "inner_steps": self.inner_steps, "dev_episodes": self.dev_episodes}
+                    "k_query": self.k_query, "inner_steps": self.inner_steps, "dev_episodes": self.dev_episodes,
+                    "chunk_size": self.chunk_size}
         for name, value in positive.items():
             if value < 1:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
         for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr,
-                            "meta_embedding_lr": self.meta_embedding_lr}.items():
+                            "meta_embedding_lr": self.meta_embedding_lr, "inner_rate_lr": self.inner_rate_lr}.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ArgumentError(f"--{name} must be a positive number (got {value})")
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
@@ -74,9 +80,9 @@ class StepLog:
     dev_accuracy: float | None = None
 
 
-def episode_batches(model, episode: Episode) -> tuple[str, LabelledBatch, LabelledBatch]:
-    support = LabelledBatch.build(model, episode.support_texts, episode.support_labels)
-    query = LabelledBatch.build(model, episode.query_texts, episode.query_labels)
+def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:
+    support = LabelledBatch.build(model, episode.support_texts, episode.support_labels, chunk_size)
+    query = LabelledBatch.build(model, episode.query_texts, episode.query_labels, chunk_size)
     return episode.lang, support, query
 
 
@@ -104,13 +110,15 @@ class MetaTrainer:
         self.bf16 = args.bf16 and self.processes.device.type == "cuda"  # autocast; CPU runs stay float32
         self.maml = FirstOrderMAML(model, self.inner)
         scores_dev = dev_sampler is not None and self.processes.is_main
-        self.dev = [episode_batches(model, ep) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if scores_dev else []
+        self.dev = [episode_batches(model, ep, args.chunk_size) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if scores_dev else []
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         with torch.no_grad():
             self.processes.broadcast_([p for _, p in named])
-        layer = [p for n, p in named if ".meta_embedding." in n]  # its own, larger rate (MetaTrainingArguments)
-        groups = [{"params": [p for n, p in named if ".meta_embedding." not in n]}]
-        groups += [{"params": layer, "lr": args.meta_embedding_lr}] if layer else []
+        own_rates = {".meta_embedding.": args.meta_embedding_lr, "inner_rates.": args.inner_rate_lr}
+        groups = [{"params": [p for n, p in named if not any(key in n for key in own_rates)]}]
+        for key, lr in own_rates.items():  # their own, larger rates (MetaTrainingArguments)
+            params = [p for n, p in named if key in n]
+            groups += [{"params": params, "lr": lr}] if params else []
         self.optimizer = torch.optim.AdamW(groups, lr=args.outer_lr, weight_decay=args.weight_decay)
         model.config.inner_lr = args.inner_lr
         model.config.inner_steps = args.inner_steps
@@ -164,7 +172,7 @@ class MetaTrainer:
         with bank.deferred() if bank is not None else nullcontext(), self.autocast():
             for index, episode in self.processes.share(list(enumerate(episodes))):
                 torch.manual_seed(episode_seed(self.args.seed, step, index))
-                results += self.maml.meta_gradient([episode_batches(self.model, episode)], total=len(episodes))
+                results += self.maml.meta_gradient([episode_batches(self.model, episode, self.args.chunk_size)], total=len(episodes))
         params = list(self.named_trainable().values())
         loss, accuracy, stop = self.processes.sum_gradients(
             params, [sum(r.query_loss for r in results), sum(r.query_accuracy for r in results), float(self.stop_signal or 0)])
