@@ -32,6 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
+from ..arguments import EncoderArguments
 from ..fileio import atomic_directory, write_json
 from ..meta.batch import DEFAULT_CHUNK
 
@@ -71,7 +72,7 @@ class SpeedSettings:
 
     task: str = "cldr-emoji"
     encoder: str = "embedded"
-    max_length: int = 128  # what the deepcopy reference pads to (the model's truncation length)
+    max_length: int = EncoderArguments.max_length  # `meta-train`'s truncation length, what the reference pads to
     target: str = "yo"  # the new language of the adaptation timing
     meta_batch: int = 4
     k_shot: int = 4
