@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up on a fresh machine: .venv, torch (CPU build), xmeta[dev], the CLDR Debian
-# packages and the embedded encoder (converted once into ~/.cache/xmeta or $XMETA_CACHE).
+# Idempotent set-up on a fresh machine: .venv, torch (CPU build), xmeta[dev], the Debian packages of
+# the task data (CLDR, GNOME help) and the embedded encoder (converted once into ~/.cache/xmeta or
+# $XMETA_CACHE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,13 +28,14 @@ fi
 need=()
 [ -f /usr/share/unicode/cldr/common/annotations/en.xml ] || need+=(unicode-cldr-core)
 [ -f /usr/share/unicode/emoji/emoji-test.txt ] || need+=(unicode-data)
+[ -f /usr/share/help/C/gnome-help/index.page ] || need+=(gnome-user-docs)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: missing Debian packages; run: sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
         exit 1
     fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 xmeta prepare-encoder >/dev/null

@@ -18,8 +18,8 @@ import yaml
 from xmeta.errors import TaskCardError
 
 KINDS = ("sequence-classification", "token-classification")
-SOURCE_TYPES = ("cldr-annotations", "hf-datasets")
-SPLIT_BY = ("item_id", "hub")  # hub: the data set's own train/validation/test splits
+SOURCE_TYPES = ("cldr-annotations", "hf-datasets", "gnome-help")
+SPLIT_BY = ("item_id", "hub", "page")  # hub: the data set's own splits; page: all items of a page in one split
 _TOP_KEYS = ("name", "kind", "description", "source", "text", "labels", "split", "languages")
 
 

@@ -44,6 +44,36 @@ def assign_item_splits(
     return assignment
 
 
+def assign_group_splits(
+    item_groups: Mapping[str, str], group_labels: Mapping[str, str], seed: int, test_fraction: float,
+    dev_fraction: float,
+) -> dict[str, Split]:
+    """Assign whole groups (e.g. the paragraphs of one page) to one split each, stratified by label.
+
+    Per label, the groups are taken in seeded order and each goes to the split that still misses
+    the most items of its quota (groups differ in size, so quotas are met in items, not groups).
+    Every item follows its group, so texts that share a context never straddle two splits.
+    """
+    sizes: dict[str, int] = defaultdict(int)
+    for group in item_groups.values():
+        sizes[group] += 1
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for group in sizes:
+        by_label[group_labels[group]].append(group)
+    group_split: dict[str, Split] = {}
+    for groups in by_label.values():
+        groups.sort(key=lambda group: _rank_key(seed, group))
+        total = sum(sizes[group] for group in groups)
+        n_test = round(total * test_fraction)
+        n_dev = round((total - n_test) * dev_fraction)
+        missing: dict[Split, int] = {"test": n_test, "dev": n_dev, "train": total - n_test - n_dev}
+        for group in groups:
+            split = max(SPLITS[::-1], key=lambda s: missing[s])  # ties: test, then dev
+            group_split[group] = split
+            missing[split] -= sizes[group]
+    return {item: group_split[group] for item, group in item_groups.items()}
+
+
 def select_split(dataset: Dataset, assignment: Mapping[str, Split], split: Split, origin: str) -> Dataset:
     """The rows of ``dataset`` (with an ``item_id`` column) whose item is in ``split``."""
     if split not in SPLITS:

@@ -12,6 +12,7 @@ from datasets import Dataset
 
 from xmeta.data.cards import TaskCard
 from xmeta.data.cldr import CldrSource
+from xmeta.data.gnome_help import GnomeHelpSource
 from xmeta.data.splits import Split, select_split
 from xmeta.errors import DataError
 
@@ -153,7 +154,7 @@ def load_language_tasks(card: TaskCard, langs: Iterable[str] | None = None, spli
         from xmeta.data.hub import hub_language_tasks  # reads tagging data too, which builds on this module
 
         return hub_language_tasks(card, langs, split)
-    source = CldrSource.from_card(card)
+    source = (GnomeHelpSource if card.source_type == "gnome-help" else CldrSource).from_card(card)
     spec = card.split
     assignment = source.item_splits(spec.seed, spec.test_fraction, spec.dev_fraction, spec.reference_language)
     dataset = select_split(source.read(langs), assignment, split, card.name)
