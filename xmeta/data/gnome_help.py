@@ -87,7 +87,6 @@ class Paragraph:
 
     page: str
     index: int
-    tag: str
     text: str
 
     @property
@@ -139,9 +138,9 @@ class GnomeHelpSource:
         counts = Counter(text for elements in english.values() for _, text in elements)
         wanted = set(self.labels)
         items = (
-            Paragraph(page, index, tag, text)
+            Paragraph(page, index, text)
             for page, elements in english.items() if page_topic(page) in wanted
-            for index, (tag, text) in enumerate(elements)
+            for index, (_, text) in enumerate(elements)
             if counts[text] == 1 and len(text) >= MIN_CHARS and len(text.split()) >= MIN_WORDS
         )
         return {p.item_id: p for p in items}
