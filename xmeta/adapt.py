@@ -32,6 +32,7 @@ def adapt_language(
     seed: int = 0,
     train_meta_embedding: bool | None = None,
     target_text: Sequence[str] = (),
+    language: str | None = None,
 ) -> AdaptationResult:
     """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
@@ -42,6 +43,9 @@ def adapt_language(
     ``train_meta_embedding`` (default ``config.meta_embedding_adapt``) gives ``lang`` its own target
     view of the meta-embedding, a unigram model trained on the examples' text plus ``target_text``
     (unlabelled), adapted together with the LoRA fast weights (`xmeta.modeling.target_view`).
+
+    ``language`` is the examples' language when the adapter is not named by it (a scratch adapter):
+    it decides romanisation (`XMetaModelBase.decide_romanization`, made here if not made before).
     """
     texts, labels = model.labelled_examples(examples, f"adapt {lang}")  # the head knows its example shape
     if not texts:
@@ -58,13 +62,15 @@ def adapt_language(
         raise ArgumentError("adapt: --meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
     if target_text and not train_meta_embedding:
         raise ArgumentError("adapt: --target_text is only read with --meta_embedding_adapt")
+    language = language or lang
+    model.decide_romanization(language, texts)
     torch.manual_seed(seed)
     start = time.perf_counter()
     model.start_language(lang)
     if train_meta_embedding:
         attach_target_view(model, lang, [plain_text(t) for t in texts] + list(target_text))
     model.train()
-    batch = LabelledBatch.build(model, texts, labels)
+    batch = LabelledBatch.build(model, texts, labels, language=language)
     fast = InnerLoop(lr=lr, steps=steps, rates=rates).run(model, batch)
     params = model.fast_parameters()
     with torch.no_grad():

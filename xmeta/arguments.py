@@ -55,6 +55,9 @@ class EncoderArguments:
     attention_top_k: int = field(default=0, metadata={"help": "source attention keeps the k best sources per token (0: all)"})
     meta_embedding: Literal["on", "off"] = field(
         default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
+    romanize: Literal["auto", "on", "off"] = field(
+        default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5% of its "
+                                          "tokens are <unk>; decided once per language and kept in the model"})
 
     def validate(self) -> None:
         if self.lora_layers < 0:
@@ -96,6 +99,8 @@ class AdaptCommand:
         "help": "also adapt a target-language view of the meta-embedding (a unigram model of the language's text)"})
     target_text: str = field(default="", metadata={
         "help": "unlabelled UTF-8 text of the language, one text a line, for --meta_embedding_adapt's unigram model"})
+    romanize: str = field(default="", metadata={
+        "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
 
@@ -107,6 +112,8 @@ class EvaluateCommand:
     shots: str = field(default="", metadata={"help": "few-shot protocol: comma-separated K per class, e.g. 0,4,16"})
     seeds: int = field(default=3, metadata={"help": "shot seeds per K in the few-shot protocol"})
     steps: int = field(default=0, metadata={"help": "adaptation steps in the protocol (0: the model's default)"})
+    romanize: str = field(default="", metadata={
+        "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
     out: str = field(default="", metadata={"help": "folder for results.json, results.md and the plot"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
@@ -154,6 +161,9 @@ class BenchmarkCommand:
     seeds: int = field(default=5, metadata={"help": "shot seeds per K"})
     meta_steps: int = field(default=40, metadata={"help": "meta-steps of every xmeta variant (B1 gets the same example budget)"})
     test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
+    romanize: Literal["auto", "on", "off"] = field(default="auto", metadata={
+        "help": "romanise a target's texts for every method (auto: where over 5% of its tokens are <unk>); "
+                "use another --out per setting"})
     quick: bool = field(default=False, metadata={"help": "smoke run: one target, K in {0,4}, one seed, 2 meta-steps"})
     speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: a deepcopy reference, then one "
                                                           "speed-up at a time up to xmeta's meta-step (and learn2learn), each in its own process"})

@@ -44,6 +44,7 @@ from .modeling import META_ADAPTER, XMetaForSequenceClassification, XMetaForToke
 from .modeling.auto import load_any
 from .modeling.sequence_classification import check_language_code
 from .modeling.serialization import read_config
+from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
 
 
 BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
@@ -158,8 +159,10 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
         max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
-        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr,
+        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
     )
+    model.config.romanized_languages = [lang for lang, task in tasks.items()
+                                        if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
     if model.source_transfer is not None:
         init_source_keys(model, tasks)
     processes = Processes.start()
@@ -184,6 +187,8 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
 
 def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
     check_language_code(cmd.lang)  # names the flag's value before it is looked up in any file
+    if cmd.romanize:
+        check_setting(cmd.romanize)
     _refuse_existing(cmd.out, cmd.overwrite)
     target_text = read_lines(cmd.target_text) if cmd.target_text else []
     label_map = model_label_map(cmd.model)
@@ -196,6 +201,7 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
         task = task_language(data, cmd.lang, "train", label_map)
         rows = task.shots(cmd.shots, cmd.seed)
     model = load_any(cmd.model)
+    model.config.romanize = cmd.romanize or model.config.romanize
     check_fits(task, model, cmd.train or data.task, cmd.model)
     result = model.adapt(task.examples(rows), lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed,
                          train_meta_embedding=cmd.meta_embedding_adapt or None, target_text=target_text)
@@ -209,6 +215,8 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
     from .evaluation import few_shot_evaluation, markdown_table, score_task, write_report
 
     _refuse_existing(cmd.out, cmd.overwrite)
+    if cmd.romanize:
+        check_setting(cmd.romanize)
     label_map = model_label_map(cmd.model)
     adapted = read_config(Path(cmd.model)).adapted_languages
     lang = cmd.lang or (adapted[0] if len(adapted) == 1 else "")
@@ -221,6 +229,7 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
         train = task_language(data, lang, "train", label_map)
         test = file_tasks(cmd.test, data, label_map, lang)[lang] if cmd.test else task_language(data, lang, "test", label_map)
         model = load_any(cmd.model)
+        model.config.romanize = cmd.romanize or model.config.romanize
         check_fits(train, model, data.task, cmd.model)
         evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None)
         table = markdown_table([evaluation])
@@ -233,9 +242,11 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
     if lang not in tasks:
         raise DataError(f"{cmd.test}: no rows for language '{lang}'")
     model = load_any(cmd.model)
+    model.config.romanize = cmd.romanize or model.config.romanize
     adapter = lang if lang in model.languages() else META_ADAPTER
     test = tasks[lang]
     check_fits(test, model, cmd.test or data.task, cmd.model)
+    model.decide_romanization(lang, test.texts)  # θ on a language not adapted yet: decided from the texts at hand
     scores = score_task(model, test, lang=adapter)
     report = {"model": cmd.model, "lang": lang, "adapter": adapter, "n": len(tasks[lang]), **scores}
     if cmd.out:
@@ -251,6 +262,8 @@ def predict(cmd: PredictCommand) -> int:
     texts = list(cmd.text) + (read_lines(cmd.file) if cmd.file else [])
     if not texts:
         raise ArgumentError("give --text or --file")
+    if is_export_folder(cmd.model):
+        return predict_exported(cmd.model, texts)
     model = load_any(cmd.model)
     lang = cmd.lang or (model.languages()[0] if len(model.languages()) == 1 else META_ADAPTER)
     if isinstance(model, XMetaForTokenClassification):  # a text is its whitespace-separated words
@@ -262,6 +275,36 @@ def predict(cmd: PredictCommand) -> int:
     for text, row in zip(texts, probs.tolist()):
         best = max(range(len(row)), key=row.__getitem__)
         sys.stdout.write(json.dumps({"text": text, "label": model.config.id2label[best], "score": round(row[best], 4)},
+                                    ensure_ascii=False) + "\n")
+    return 0
+
+
+def is_export_folder(folder: str) -> bool:
+    """An `export_merged` folder: a plain XLM model, not an xmeta one."""
+    config = Path(folder) / "config.json"
+    try:
+        return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("model_type") == "xlm"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False  # read_config names the corruption
+
+
+def predict_exported(folder: str, texts: list[str]) -> int:
+    """`predict` through an exported text classifier, with the input pre-processing its config asks for
+    (one text per forward pass: the export is exact on unpadded input)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .modeling.export import exported_inputs
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    if model.config.architectures != [type(model).__name__]:
+        raise ArgumentError(f"{folder}: an exported tagger; predict reads exported text classifiers "
+                            f"(load it with pipeline('token-classification') on xmeta.exported_inputs)")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for text, model_text in zip(texts, exported_inputs(folder, texts)):
+        with torch.inference_mode():
+            probs = model(**tokenizer(model_text, return_tensors="pt")).logits.softmax(-1)[0]
+        best = int(probs.argmax())
+        sys.stdout.write(json.dumps({"text": text, "label": model.config.id2label[best], "score": round(float(probs[best]), 4)},
                                     ensure_ascii=False) + "\n")
     return 0
 
@@ -307,7 +350,9 @@ def coverage(cmd: CoverageCommand, data: DataArguments) -> int:
         langs = split_list(cmd.lang, "--lang") if cmd.lang else list(dict.fromkeys([*card.sources, *card.targets]))
         texts = {lang: task.texts for lang, task in load_language_tasks(card, langs, "train").items()}
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cmd.encoder).name_or_path)
-    print(coverage_table([measure_coverage(tokenizer, lang, rows) for lang, rows in texts.items()]), end="")
+    texts = {lang: plain_strings(rows) for lang, rows in texts.items()}
+    print(coverage_table([measure_coverage(tokenizer, lang, rows) for lang, rows in texts.items()],
+                         [measure_coverage(tokenizer, lang, romanize_texts(rows)) for lang, rows in texts.items()]), end="")
     return 0
 
 

@@ -42,6 +42,8 @@ class XMetaConfig(PretrainedConfig):
     inner_lr_learned: bool = False  # one learned inner rate per group of fast weights (see modeling.inner_rates)
     inner_steps: int = 3
     adapt_steps: int = 10
+    romanize: str = "off"  # auto | on | off: how a language not yet decided is decided (see data.romanize)
+    romanized_languages: list[str] = field(default_factory=list)  # languages whose texts are read romanised
     task: str | None = None
     source_languages: list[str] = field(default_factory=list)
     adapted_languages: list[str] = field(default_factory=list)

@@ -51,15 +51,20 @@ def measure_coverage(tokenizer: PreTrainedTokenizerBase, lang: str, texts: Seque
                     sum(len(p) >= LONG_WORD_PIECES for p in pieces))
 
 
-def coverage_table(rows: Sequence[Coverage]) -> str:
-    """A markdown table, one row per language, and a recommendation line."""
-    lines = [f"| lang | words | tokens/word | <unk> share | words in {LONG_WORD_PIECES}+ pieces | meta-embedding |",
-             "|---|---:|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(f"| {r.lang} | {r.words} | {r.tokens_per_word:.2f} | {r.unk_share:.1%} | {r.long_word_share:.1%} "
+def coverage_table(rows: Sequence[Coverage], romanized: Sequence[Coverage]) -> str:
+    """A markdown table, one row per language (``romanized``: the same texts romanised, same order),
+    and the recommendation lines."""
+    lines = [f"| lang | words | tokens/word | <unk> share | <unk> romanised | words in {LONG_WORD_PIECES}+ pieces "
+             f"| romanize auto | meta-embedding |",
+             "|---|---:|---:|---:|---:|---:|---|---|"]
+    for r, roman in zip(rows, romanized, strict=True):
+        lines.append(f"| {r.lang} | {r.words} | {r.tokens_per_word:.2f} | {r.unk_share:.1%} | {roman.unk_share:.1%} "
+                     f"| {r.long_word_share:.1%} | {'on' if r.poorly_covered else 'off'} "
                      f"| {'recommended' if r.poorly_covered else '-'} |")
     poor = [r.lang for r in rows if r.poorly_covered]
-    advice = (f"Poorly covered: {', '.join(poor)}. Meta-train with --meta_embedding on (a character n-gram view of "
-              f"every token, <unk> spans included) and adapt with --meta_embedding_adapt --target_text FILE (new pieces "
-              f"learned from the language's own text)." if poor else "Coverage is fine: --meta_embedding off is enough.")
+    advice = (f"Poorly covered: {', '.join(poor)}. --romanize auto (meta-train's default) reads them romanised (uroman) "
+              f"in every step: the '<unk> romanised' column. Or meta-train with --meta_embedding on (a character n-gram "
+              f"view of every token, <unk> spans included) and adapt with --meta_embedding_adapt --target_text FILE (new "
+              f"pieces learned from the language's own text)." if poor
+              else "Coverage is fine: --romanize auto leaves every language as it is, --meta_embedding off is enough.")
     return "\n".join(lines) + "\n\n" + advice + "\n"

@@ -28,6 +28,7 @@ from ..arguments import (
     split_list,
 )
 from ..coverage import measure_coverage
+from ..data.romanize import romanize_targets
 from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_shot
 from ..encoders import load_encoder, resolve_encoder
 from ..errors import ArgumentError
@@ -95,6 +96,7 @@ class Plan:
     joint_batch: int = 32
     oracle_epochs: float = 2.0
     pseudo_targets: int = 3
+    romanize: str = "auto"  # input preprocessing of the targets, the same for every method
     tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
 
     @property
@@ -126,7 +128,7 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
     plan = Plan(targets=targets, extra_targets=extra, shots=int_list(cmd.shots, "--shots"),
                 ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
                 methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
-                test_per_class=cmd.test_per_class)
+                test_per_class=cmd.test_per_class, romanize=cmd.romanize)
     if cmd.quick:
         plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
                        meta_steps=1, adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
@@ -167,6 +169,7 @@ class Benchmark:
         test = load_language_tasks(self.card, self.langs, "test")
         self.test_rows = {lang: stratified_rows(test[lang], plan.test_per_class, seed=0) for lang in self.langs}
         self.test = {lang: test[lang].subset(rows) for lang, rows in self.test_rows.items()}
+        self.romanized = romanize_targets(self.train, self.test, plan.romanize, encoder)
         self.sources = list(self.card.sources)
         self._source_train: dict[str, LanguageTask] | None = None
         self._source_dev: dict[str, LanguageTask] | None = None

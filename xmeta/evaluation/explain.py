@@ -52,7 +52,7 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
     encoder = model.peft.base_model.model.encoder
     try:
         for start in range(0, len(texts), batch_size):
-            inputs = model.encode(list(texts[start : start + batch_size]))
+            inputs = model.encode(list(texts[start : start + batch_size]), lang)
             mask = inputs["attention_mask"].unsqueeze(-1).float()
             with transfer.attention.recording() as seen:
                 model(**inputs)

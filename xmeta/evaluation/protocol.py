@@ -65,16 +65,19 @@ class LanguageEvaluation:
                 "runs": [r.to_dict() for r in self.runs], "summary": {str(k): v for k, v in self.summary().items()}}
 
 
-def score_texts(model, texts: Sequence[str], labels: Sequence[int], lang: str | None) -> dict[str, float]:
-    predicted = model.predict_proba(list(texts), lang=lang).argmax(-1).tolist()
+def score_texts(model, texts: Sequence[str], labels: Sequence[int], lang: str | None,
+                language: str | None = None) -> dict[str, float]:
+    predicted = model.predict_proba(list(texts), lang=lang, language=language).argmax(-1).tolist()
     return classification_scores(list(labels), predicted)
 
 
 def score_task(model, test: LanguageTask | TaggingTask, lang: str | None) -> dict[str, float]:
-    """``lang``'s adapter on ``test``: accuracy and macro-F1, or tagging scores (seqeval for BIO tags)."""
+    """``lang``'s adapter on ``test`` (texts of ``test.lang``): accuracy and macro-F1, or tagging
+    scores (seqeval for BIO tags)."""
     if isinstance(test, TaggingTask):
-        return tagging_scores([test.tags(i) for i in range(len(test))], model.predict(test.texts, lang=lang))
-    return score_texts(model, test.texts, test.labels, lang)
+        return tagging_scores([test.tags(i) for i in range(len(test))],
+                              model.predict(test.texts, lang=lang, language=test.lang))
+    return score_texts(model, test.texts, test.labels, lang, language=test.lang)
 
 
 def few_shot_evaluation(
@@ -84,8 +87,10 @@ def few_shot_evaluation(
     """For each K and seed: adapt a scratch copy of θ on a K-shot set of ``train``, score on ``test``.
 
     K=0 scores θ itself (zero-shot transfer); it does not depend on the seed, so it runs once.
+    Romanisation is decided for ``train.lang`` from its training text before any run.
     """
     scratch = f"{test.lang}_eval"
+    model.decide_romanization(train.lang, train.texts)
     runs: list[ShotResult] = []
     plan = [(k, s) for k in shots for s in (seeds[:1] if k == 0 else seeds)]
     for k, seed in tqdm(plan, desc=f"evaluate {test.lang}", unit="run", dynamic_ncols=True):
@@ -93,7 +98,7 @@ def few_shot_evaluation(
             runs.append(ShotResult(k, seed, score_task(model, test, META_ADAPTER)))
             continue
         ids = train.shots(k, seed)
-        result = model.adapt(train.examples(ids), lang=scratch, steps=adapt_steps, seed=seed)
+        result = model.adapt(train.examples(ids), lang=scratch, steps=adapt_steps, seed=seed, language=train.lang)
         runs.append(ShotResult(k, seed, score_task(model, test, scratch), shot_ids=list(ids),
                                adapt_seconds=result.seconds))
         model.drop_language(scratch)

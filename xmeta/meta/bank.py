@@ -30,7 +30,7 @@ def finalize_bank(model, tasks: Mapping[str, LanguageTask | TaggingTask], shots:
     for lang in tqdm(model.source_transfer.bank.languages, desc="finalise source bank", unit="lang", dynamic_ncols=True):
         task = tasks[lang]
         ids = task.shots(min(shots, task.max_shots), seed)
-        batch = LabelledBatch.build(model, [task.texts[i] for i in ids], [task.labels[i] for i in ids])
+        batch = LabelledBatch.build(model, [task.texts[i] for i in ids], [task.labels[i] for i in ids], language=lang)
         torch.manual_seed(seed)
         with model.transferring_into(lang):
             fast = inner.run(model, batch)

@@ -23,13 +23,14 @@ class LabelledBatch:
 
     @classmethod
     def build(cls, model, texts: Sequence, labels: Sequence[int] | Sequence[Sequence[int]],
-              chunk_size: int = DEFAULT_CHUNK) -> LabelledBatch:
+              chunk_size: int = DEFAULT_CHUNK, language: str | None = None) -> LabelledBatch:
         """Tokenise once, then cut length-sorted chunks trimmed to their own longest text.
 
         ``labels`` has one id per text (classification) or one list of ids per text (tagging: one
         per word). A chunk's labels are its rows' labels concatenated, in the order the model
-        returns logits (one row per text, or one per tagged word)."""
-        full = {name: tensor.to(model.device) for name, tensor in model.encode(texts).items()}
+        returns logits (one row per text, or one per tagged word). ``language``: the texts' language
+        (romanised when the model reads it romanised)."""
+        full = {name: tensor.to(model.device) for name, tensor in model.encode(texts, language).items()}
         lengths = full["attention_mask"].sum(1)
         trim = model.tokenizer.padding_side == "right"
         order = torch.argsort(lengths, stable=True)

@@ -81,8 +81,8 @@ class StepLog:
 
 
 def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:
-    support = LabelledBatch.build(model, episode.support_texts, episode.support_labels, chunk_size)
-    query = LabelledBatch.build(model, episode.query_texts, episode.query_labels, chunk_size)
+    support = LabelledBatch.build(model, episode.support_texts, episode.support_labels, chunk_size, episode.lang)
+    query = LabelledBatch.build(model, episode.query_texts, episode.query_labels, chunk_size, episode.lang)
     return episode.lang, support, query
 
 

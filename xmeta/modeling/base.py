@@ -17,6 +17,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import XMetaConfig
+from ..data.romanize import romanization_needed, romanize_texts
 from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError
 from .classifier import PooledClassifier
@@ -176,6 +177,8 @@ class XMetaModelBase(XMetaPreTrainedModel):
         forget_target_view(self.peft.base_model.model.meta_embedding, lang)
         if lang in self.config.adapted_languages:
             self.config.adapted_languages.remove(lang)
+        if lang in self.config.romanized_languages:
+            self.config.romanized_languages.remove(lang)
 
     def adapter_state(self, adapter: str) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (LoRA A/B and its head copy), keyed by parameter name."""
@@ -224,7 +227,7 @@ class XMetaModelBase(XMetaPreTrainedModel):
         layer_means = {i: [] for i in transfer.attention.layers}
         finals = []
         for lang in transfer.bank.languages:
-            inputs = self.encode(list(texts[lang]))
+            inputs = self.encode(list(texts[lang]), lang)
             with self.peft.disable_adapter(), transfer.disabled():
                 out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
             for i in layer_means:
@@ -255,10 +258,28 @@ class XMetaModelBase(XMetaPreTrainedModel):
         """Model inputs for ``texts`` and, per row, the flat string ``offset_mapping`` indexes into."""
         raise NotImplementedError
 
-    def encode(self, texts: Sequence) -> dict[str, torch.Tensor]:
+    def decide_romanization(self, lang: str, texts: Sequence) -> bool:
+        """Whether ``lang``'s texts are read romanised, decided once (by ``config.romanize``, from
+        ``texts``: the language's training or adaptation text) and kept in ``config.romanized_languages``.
+        A language already adapted or meta-trained on keeps the decision it got then."""
+        c = self.config
+        if lang in c.romanized_languages:
+            return True
+        if lang in c.source_languages or lang in c.adapted_languages:
+            return False
+        if romanization_needed(c.romanize, self.tokenizer, lang, texts):
+            c.romanized_languages.append(lang)
+            return True
+        return False
+
+    def encode(self, texts: Sequence, language: str | None = None) -> dict[str, torch.Tensor]:
         """Tokenise with the encoder's prefix, padding only to the longest text of the batch
-        (plus each token's character n-gram ids when the meta-embedding is on)."""
-        inputs, flat = self.tokenize(list(texts), offsets=self.char_features is not None)
+        (plus each token's character n-gram ids when the meta-embedding is on).
+
+        The one place where texts become model inputs: texts of ``language`` (their language, not
+        the adapter's name) are romanised first when the model reads that language romanised."""
+        texts = romanize_texts(texts) if language in self.config.romanized_languages else list(texts)
+        inputs, flat = self.tokenize(texts, offsets=self.char_features is not None)
         if self.char_features is not None:
             offsets = inputs.pop("offset_mapping")
             inputs["char_ngrams"] = self.char_features(flat, inputs["input_ids"], offsets)

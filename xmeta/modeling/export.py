@@ -26,10 +26,17 @@ with them lose the character view there and can score differently.
 A language adapted with its own target view (`xmeta.modeling.target_view`) is exported the same
 way: xmeta segments a known piece with the language's unigram model from the piece's own
 characters, so each row adds that view's correction exactly; ``<unk>`` loses it like the rest.
+
+A language xmeta reads romanised (`xmeta.data.romanize`) cannot be romanised by a tokenizer
+(uroman is Python rules, not a normaliser), so the export says so: ``"romanize": true`` in its
+config.json and a README.md note with the one line of pre-processing plain users must run.
+`exported_inputs` applies it (``xmeta predict`` on an export folder does).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +45,8 @@ from peft.tuners.lora import LoraLayer
 from tokenizers import normalizers
 from transformers import PreTrainedTokenizerFast, XLMConfig, XLMForSequenceClassification, XLMForTokenClassification
 
-from ..errors import ArgumentError
+from ..data.romanize import romanize_texts
+from ..errors import ArgumentError, ModelFolderError
 from ..fileio import atomic_directory
 
 if TYPE_CHECKING:
@@ -177,10 +185,39 @@ def export_merged(
         summary_first_dropout=0.0,
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
+        romanize=adapter in model.config.romanized_languages,
     )
     plain = (XLMForTokenClassification if tagger else XLMForSequenceClassification)(xlm_config)
     plain.load_state_dict({k: v.contiguous().clone() for k, v in state.items()}, strict=True)
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         plain.save_pretrained(tmp)
         _prefixed_tokenizer(model).save_pretrained(tmp)
+        (tmp / "README.md").write_text(export_note(adapter, xlm_config.romanize, tagger), encoding="utf-8")
     return directory
+
+
+def export_note(adapter: str, romanize: bool, tagger: bool) -> str:
+    """The export folder's README: how to load it and which input pre-processing it expects."""
+    auto = "AutoModelForTokenClassification" if tagger else "AutoModelForSequenceClassification"
+    romanized = (
+        "## Input pre-processing: romanise first\n\n"
+        f"xmeta read `{adapter}` romanised (config.json: `\"romanize\": true`): its script is mostly `<unk>` to this "
+        "tokenizer. Romanise every text (each word, for a tagger) with uroman before tokenizing, exactly as xmeta did:\n\n"
+        "```python\nimport uroman\ntext = uroman.Uroman().romanize_string(text)\n```\n\n"
+        "or `xmeta.exported_inputs(folder, texts)`, which reads the flag and does it.\n"
+        if romanize else
+        "## Input pre-processing\n\nNone (config.json: `\"romanize\": false`): pass texts as they are.\n")
+    return (f"# xmeta export: `{adapter}`\n\nA plain transformers model (LoRA merged); load it with `{auto}` and "
+            f"`AutoTokenizer` (the encoder's input prefix is already in the tokenizer).\n\n{romanized}")
+
+
+def exported_inputs(directory: str | Path, texts: Sequence) -> list:
+    """``texts`` as an exported model expects them: romanised when its config.json says ``"romanize": true``."""
+    config = Path(directory) / "config.json"
+    if not config.is_file():
+        raise ModelFolderError(f"{directory}: not an exported model folder (no config.json)")
+    try:
+        romanize = json.loads(config.read_text(encoding="utf-8")).get("romanize", False)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFolderError(f"{config}: corrupt config ({err})") from err
+    return romanize_texts(texts) if romanize else list(texts)

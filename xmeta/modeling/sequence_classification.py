@@ -75,16 +75,20 @@ class XMetaForSequenceClassification(XMetaModelBase):
         return texts, [self.config.label2id[label] for label in labels]
 
     @torch.inference_mode()
-    def predict_proba(self, texts: Sequence, lang: str | None = None, batch_size: int = 64) -> torch.Tensor:
-        """Class probabilities for ``texts`` through ``lang``'s adapter (None: the active one; "meta": θ)."""
+    def predict_proba(self, texts: Sequence, lang: str | None = None, batch_size: int = 64,
+                      language: str | None = None) -> torch.Tensor:
+        """Class probabilities for ``texts`` through ``lang``'s adapter (None: the active one; "meta": θ).
+        ``language``: the texts' language when the adapter is not named by it (θ, a scratch adapter)."""
         with self.evaluating(lang):
+            language = language or self.active_language
             chunks = [
-                self(**self.encode(texts[i : i + batch_size])).logits.softmax(-1)
+                self(**self.encode(texts[i : i + batch_size], language)).logits.softmax(-1)
                 for i in range(0, len(texts), batch_size)
             ]
         return torch.cat(chunks) if chunks else torch.empty(0, self.config.num_labels)
 
-    def predict(self, texts: Sequence, lang: str | None = None, batch_size: int = 64) -> list[str]:
+    def predict(self, texts: Sequence, lang: str | None = None, batch_size: int = 64,
+                language: str | None = None) -> list[str]:
         """Label names for ``texts``."""
-        ids = self.predict_proba(texts, lang=lang, batch_size=batch_size).argmax(-1).tolist()
+        ids = self.predict_proba(texts, lang=lang, batch_size=batch_size, language=language).argmax(-1).tolist()
         return [self.config.id2label[i] for i in ids]

@@ -83,21 +83,24 @@ class XMetaForTokenClassification(XMetaModelBase):
 
     @torch.inference_mode()
     def predict_logits(self, sentences: Sequence[Sequence[str]], lang: str | None = None,
-                       batch_size: int = 32) -> list[torch.Tensor]:
-        """Per sentence, ``[kept words, C]`` logits through ``lang``'s adapter (None: the active one; "meta": θ)."""
+                       batch_size: int = 32, language: str | None = None) -> list[torch.Tensor]:
+        """Per sentence, ``[kept words, C]`` logits through ``lang``'s adapter (None: the active one; "meta": θ).
+        ``language``: the sentences' language when the adapter is not named by it (θ, a scratch adapter)."""
         out: list[torch.Tensor] = []
         with self.evaluating(lang):
+            language = language or self.active_language
             for i in range(0, len(sentences), batch_size):
-                inputs = self.encode(sentences[i : i + batch_size])
+                inputs = self.encode(sentences[i : i + batch_size], language)
                 logits = self(**inputs).logits
                 out += list(logits.split(inputs["word_starts"].sum(1).tolist()))
         return out
 
-    def predict(self, sentences: Sequence[Sequence[str]], lang: str | None = None, batch_size: int = 32) -> list[list[str]]:
+    def predict(self, sentences: Sequence[Sequence[str]], lang: str | None = None, batch_size: int = 32,
+                language: str | None = None) -> list[list[str]]:
         """One tag per word; words past ``max_length`` tokens are tagged ``O`` (the first label without one)."""
         filler = OUTSIDE if OUTSIDE in self.config.label2id else self.config.labels[0]
         tags = []
-        for words, logits in zip(sentences, self.predict_logits(sentences, lang, batch_size)):
+        for words, logits in zip(sentences, self.predict_logits(sentences, lang, batch_size, language)):
             kept = [self.config.id2label[i] for i in logits.argmax(-1).tolist()]
             tags.append(kept + [filler] * (len(words) - len(kept)))
         return tags
