@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .data.romanize import romanize_texts
 from .errors import ArgumentError, DataError
 from .meta.batch import LabelledBatch
 from .meta.fomaml import InnerLoop, batch_loss
@@ -67,8 +68,10 @@ def adapt_language(
     torch.manual_seed(seed)
     start = time.perf_counter()
     model.start_language(lang)
-    if train_meta_embedding:
-        attach_target_view(model, lang, [plain_text(t) for t in texts] + list(target_text))
+    if train_meta_embedding:  # the view's pieces are learned from the text as the model reads it
+        view_text = [plain_text(t) for t in texts] + list(target_text)
+        romanized = language in model.config.romanized_languages
+        attach_target_view(model, lang, romanize_texts(view_text) if romanized else view_text)
     model.train()
     batch = LabelledBatch.build(model, texts, labels, language=language)
     fast = InnerLoop(lr=lr, steps=steps, rates=rates).run(model, batch)

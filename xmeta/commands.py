@@ -324,6 +324,7 @@ def explain(cmd: ExplainCommand, data: DataArguments) -> int:
     if cmd.file and isinstance(model, XMetaForTokenClassification):  # a line is its whitespace-separated words
         texts = [line.split() for line in texts]
     adapter = lang if lang in model.languages() else META_ADAPTER
+    model.decide_romanization(lang, texts)  # kept if made before (adapt); else from the texts at hand, as evaluate does
     profile = explain_sources(model, texts[: cmd.max_texts], lang, adapter)
     if cmd.out:
         write_profile(profile, Path(cmd.out), overwrite=cmd.overwrite)
