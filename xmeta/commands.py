@@ -38,13 +38,13 @@ from .distributed import Processes
 from .fileio import atomic_directory
 from .meta.bank import finalize_bank, init_source_keys
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
+from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
 from .data.tagging import CONLL_SUFFIXES, CONLLU_SUFFIXES, TagColumns, read_tagged_file
 from .data.tagging_task import SentenceEpisodeSampler, TaggingTask, tagging_tasks_from_dataset
 from .modeling import META_ADAPTER, XMetaForSequenceClassification, XMetaForTokenClassification
 from .modeling.auto import load_any
 from .modeling.sequence_classification import check_language_code
 from .modeling.serialization import read_config
-from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
 
 
 BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
