@@ -17,6 +17,7 @@ from xmeta import XMetaError, XMetaForSequenceClassification
 from xmeta.data import LabelMap, LanguageTask, read_file, tasks_from_dataset
 from xmeta.errors import DataError
 from xmeta.evaluation import score_texts
+from xmeta.fileio import check_output_folder
 from xmeta.modeling import META_ADAPTER
 
 
@@ -38,6 +39,7 @@ def main() -> int:
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     try:
+        check_output_folder(args.out, args.overwrite)  # before adapting and scoring, not after
         model = XMetaForSequenceClassification.from_pretrained(args.model)
         labels = LabelMap(tuple(model.config.labels))
         train = language_rows(args.train, args.lang, labels)

@@ -244,6 +244,67 @@ def _(c: Ctx):
             f"step 2: query loss became nan (lower --outer_lr or --inner_lr); last good checkpoint: {c.out}.checkpoint (step 1)")
 
 
+@case("output path is a file")
+def _(c: Ctx):
+    afile = c.write("afile.txt", "mine")
+    return c.meta_train("--out", str(afile)), "afile.txt: is a file, not an output folder"
+
+
+@case("output folder inside a file")
+def _(c: Ctx):
+    afile = c.write("afile.txt", "mine")
+    return ["adapt", "--model", str(c.model), "--lang", "aa", "--train", str(c.train), "--out", str(afile / "out"),
+            "--overwrite"], "afile.txt is a file, not a folder"
+
+
+@case("non-UTF-8 text file for coverage")
+def _(c: Ctx):
+    latin1 = c.write("latin1.txt", "caf\xe9\n".encode("latin-1"))
+    return ["coverage", "--file", str(latin1), "--encoder", str(c.encoder)], \
+        "latin1.txt:1: not UTF-8 (byte 0xe9 at offset 3)"
+
+
+@case("non-UTF-8 text file for predict")
+def _(c: Ctx):
+    latin1 = c.write("latin1.txt", "ok\ncaf\xe9\n".encode("latin-1"))
+    return ["predict", "--model", str(c.model), "--file", str(latin1)], "latin1.txt:2: not UTF-8 (byte 0xe9 at offset 6)"
+
+
+@case("empty text in a predict --file")
+def _(c: Ctx):
+    rows = c.write("texts.jsonl", '{"text": "cat", "label": "animal"}\n{"text": " ", "label": "food"}\n')
+    return ["predict", "--model", str(c.model), "--file", str(rows)], "texts.jsonl:2: empty text in column 'text'"
+
+
+@case("corrupt adapter config")
+def _(c: Ctx):
+    adapted = c.tmp / "adapted"
+    assert main(["adapt", "--model", str(c.model), "--lang", "aa", "--train", str(c.train), "--out", str(adapted),
+                 "--steps", "1"]) == 0
+    (adapted / "adapters" / "aa" / "adapter_config.json").write_text("{not json", encoding="utf-8")
+    return ["predict", "--model", str(adapted), "--text", "x"], "adapters/aa/adapter_config.json: corrupt adapter config"
+
+
+@case("adapt on examples of some labels only")
+def _(c: Ctx):
+    rows = [r for r in toy_rows("aa", 4, 0) if r["label"] == "food"]
+    food = c.write("food.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    return ["adapt", "--model", str(c.model), "--lang", "aa", "--train", str(food), "--out", str(c.out)], \
+        "no examples of label(s) animal, travel; give examples of every label or pass --allow_missing_labels"
+
+
+@case("--shots from a model meta-trained on a file")
+def _(c: Ctx):
+    return ["adapt", "--model", str(c.model), "--lang", "aa", "--shots", "2", "--out", str(c.out)], \
+        "was meta-trained on 'train.jsonl', not a task card: give --train FILE (or --task)"
+
+
+@case("evaluate --shots without --train_file on a file-trained model")
+def _(c: Ctx):
+    return ["evaluate", "--model", str(c.model), "--lang", "aa", "--shots", "0,2", "--test", str(c.train)], \
+        "give --train_file FILE (or --task)"
+
+
 @pytest.fixture(scope="module")
 def ctx_base(tmp_path_factory, tiny_encoder_dir) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("bad-input")
@@ -277,3 +338,52 @@ def test_bad_input(name, ctx_base, tiny_encoder_dir, tmp_path, capsys):
     leftovers = [p.name for p in scratch.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
     assert not leftovers
     assert before == {p.name: p.stat().st_mtime_ns for p in c.model.rglob("*")}
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_predict_file_classifies_the_text_column(ctx_base, tmp_path, capsys):
+    rows = tmp_path / "test.jsonl"
+    rows.write_text('{"text": "cat dog", "label": "animal", "lang": "aa"}\n{"label": "food", "text": "rice"}\n')
+    code, out, _ = _run(["predict", "--model", str(ctx_base[0]), "--file", str(rows)], capsys)
+    assert code == 0
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["cat dog", "rice"]
+
+
+def test_k_shot_protocol_on_the_users_own_files(ctx_base, tmp_path, capsys):
+    model, train = ctx_base
+    code, out, err = _run(["adapt", "--model", str(model), "--lang", "aa", "--train", str(train), "--shots", "2",
+                           "--steps", "1", "--out", str(tmp_path / "aa")], capsys)
+    assert code == 0 and "adapted aa on 6 examples" in out, err
+    code, out, err = _run(["evaluate", "--model", str(model), "--lang", "bb", "--shots", "0,2", "--seeds", "1",
+                           "--steps", "1", "--train_file", str(train), "--test", str(train), "--out", str(tmp_path / "ev")],
+                          capsys)
+    assert code == 0 and "| bb | 2 | 1 |" in out, err
+    assert "cldr" not in out + err
+    assert {p.name for p in (tmp_path / "ev").iterdir()} == {"results.json", "results.md", "macro_f1_vs_shots.png"}
+
+
+def test_meta_train_skips_an_unusable_source_with_one_warning(ctx_base, tiny_encoder_dir, tmp_path, capsys):
+    train = tmp_path / "train.jsonl"
+    train.write_text(ctx_base[1].read_text() + json.dumps({"text": "cat", "label": "animal", "lang": "dd"}) + "\n")
+    code, out, err = _run(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out",
+                           str(tmp_path / "m"), "--steps", "1", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2",
+                           "--lora_r", "2"], capsys)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("xmeta")] == [
+        "xmeta meta-train: warning: skipping source language dd: only 0 label(s) have >= 4 examples (k_shot + k_query), "
+        "need 2; counts: animal=1"]
+    assert "(1 meta-step, median" in out
+
+
+def test_version_and_distinct_negation_help(capsys):
+    assert _run(["--version"], capsys)[:2] == (0, f"xmeta {__version__}\n")
+    with pytest.raises(SystemExit):
+        main(["meta-train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--no_bf16, --no-bf16 turn off --bf16" in text

@@ -12,6 +12,7 @@ from .data.romanize import romanize_texts
 from .errors import ArgumentError, DataError
 from .meta.batch import LabelledBatch
 from .meta.fomaml import InnerLoop, batch_loss
+from .modeling.base import check_language_code
 from .modeling.target_view import attach_target_view, plain_text
 
 
@@ -34,6 +35,7 @@ def adapt_language(
     train_meta_embedding: bool | None = None,
     target_text: Sequence[str] = (),
     language: str | None = None,
+    allow_missing_labels: bool = False,
 ) -> AdaptationResult:
     """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
@@ -47,22 +49,32 @@ def adapt_language(
 
     ``language`` is the examples' language when the adapter is not named by it (a scratch adapter):
     it decides romanisation (`XMetaModelBase.decide_romanization`, made here if not made before).
+
+    Examples that lack some of the model's labels are refused (the adapter would learn never to
+    predict them) unless ``allow_missing_labels``; tagging examples are not checked (few sentences
+    rarely hold every tag).
     """
+    check_language_code(lang)  # before any check of the examples names a language that cannot be one
     texts, labels = model.labelled_examples(examples, f"adapt {lang}")  # the head knows its example shape
     if not texts:
         raise DataError(f"adapt {lang}: no examples given")
+    given = set(labels) if all(isinstance(label, int) for label in labels) else None  # None: tagging (tag lists)
+    missing = [name for i, name in enumerate(model.config.labels) if given is not None and i not in given]
+    if missing and not allow_missing_labels:
+        raise DataError(f"adapt {lang}: no examples of label(s) {', '.join(missing)}; give examples of every label "
+                        "or pass --allow_missing_labels (allow_missing_labels=True)")
     steps = model.config.adapt_steps if steps is None else steps
     rates = model.inner_rates if lr is None else None
     lr = model.config.inner_lr if lr is None else lr
     if steps < 1:
-        raise ArgumentError(f"adapt: --steps must be at least 1 (got {steps})")
+        raise ArgumentError(f"--steps must be at least 1 (got {steps})")
     if not lr > 0:
-        raise ArgumentError(f"adapt: --lr must be positive (got {lr})")
+        raise ArgumentError(f"--lr must be positive (got {lr})")
     train_meta_embedding = model.config.meta_embedding_adapt if train_meta_embedding is None else train_meta_embedding
     if train_meta_embedding and not model.config.meta_embedding:
-        raise ArgumentError("adapt: --meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
+        raise ArgumentError("--meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
     if target_text and not train_meta_embedding:
-        raise ArgumentError("adapt: --target_text is only read with --meta_embedding_adapt")
+        raise ArgumentError("--target_text is only read with --meta_embedding_adapt")
     language = language or lang
     model.decide_romanization(language, texts)
     torch.manual_seed(seed)
@@ -74,7 +86,7 @@ def adapt_language(
         attach_target_view(model, lang, romanize_texts(view_text) if romanized else view_text)
     model.train()
     batch = LabelledBatch.build(model, texts, labels, language=language)
-    fast = InnerLoop(lr=lr, steps=steps, rates=rates).run(model, batch)
+    fast = InnerLoop(lr=lr, steps=steps, rates=rates, progress=f"adapt {lang}").run(model, batch)
     params = model.fast_parameters()
     with torch.no_grad():
         for name, value in fast.items():

@@ -7,6 +7,7 @@ from typing import Literal
 
 from .errors import ArgumentError
 
+DEFAULT_TASK = "cldr-emoji"  # the task card when neither --task nor the model names one
 RESUME_DEFAULT = "OUT.checkpoint"  # `--resume` with no folder: the run's own checkpoint
 
 
@@ -32,7 +33,8 @@ def int_list(value: str, flag: str) -> list[int]:
 class DataArguments:
     """Where labelled data comes from: a task card, or the user's own files."""
 
-    task: str = field(default="cldr-emoji", metadata={"help": "task card name (tasks/*.yaml) or path to a .yaml card"})
+    task: str = field(default="", metadata={"help": "task card name (tasks/*.yaml) or path to a .yaml card "
+                                                     "(default: the model's card; meta-train: cldr-emoji)"})
     text_column: str = field(default="text", metadata={"help": "text column in --train/--test files"})
     label_column: str = field(default="label", metadata={"help": "label column in --train/--test files"})
     lang_column: str = field(default="lang", metadata={"help": "language column in --train/--test files"})
@@ -77,7 +79,7 @@ class EncoderArguments:
 @dataclass
 class MetaTrainCommand:
     out: str = field(metadata={"help": "output model folder"})
-    sources: str = field(default="", metadata={"help": "comma-separated source languages (default: the task card's)"})
+    sources: str = field(default="", metadata={"help": "comma-separated source languages; empty: the task card's (or every language of --train_file)"})
     train_file: str = field(default="", metadata={"help": "JSONL/CSV/TSV with text,label,lang instead of a task card"})
     adapt_steps: int = field(default=10, metadata={"help": "default SGD steps when adapting to a new language"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
@@ -91,7 +93,10 @@ class AdaptCommand:
     lang: str = field(metadata={"help": "code of the new language (names its adapter)"})
     out: str = field(metadata={"help": "output model folder (the model plus the new adapter)"})
     train: str = field(default="", metadata={"help": "labelled examples (JSONL/CSV/TSV); else --shots from the task's train split"})
-    shots: int = field(default=4, metadata={"help": "examples per class drawn from the task when no --train file"})
+    shots: int = field(default=0, metadata={"help": "K examples per class drawn (by --seed) from --train, or from the "
+                                                     "task's train split (0: every row of --train; 4 from the task)"})
+    allow_missing_labels: bool = field(default=False, metadata={
+        "help": "adapt even if the examples lack some of the model's labels (the adapter then rarely predicts them)"})
     seed: int = field(default=0, metadata={"help": "seed for drawing shots and for adaptation"})
     steps: int = field(default=0, metadata={"help": "adaptation SGD steps (0: the model's default)"})
     lr: float = field(default=0.0, metadata={"help": "adaptation learning rate (0: the meta-learned inner rate)"})
@@ -110,11 +115,13 @@ class EvaluateCommand:
     lang: str = field(default="", metadata={"help": "language to score (adapter and task language)"})
     test: str = field(default="", metadata={"help": "labelled test file; else the task's test split of --lang"})
     shots: str = field(default="", metadata={"help": "few-shot protocol: comma-separated K per class, e.g. 0,4,16"})
+    train_file: str = field(default="", metadata={"help": "labelled file the protocol draws its K shots from "
+                                                          "(default: the task's train split of --lang)"})
     seeds: int = field(default=3, metadata={"help": "shot seeds per K in the few-shot protocol"})
     steps: int = field(default=0, metadata={"help": "adaptation steps in the protocol (0: the model's default)"})
     romanize: str = field(default="", metadata={
         "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
-    out: str = field(default="", metadata={"help": "folder for results.json, results.md and the plot"})
+    out: str = field(default="", metadata={"help": "folder for results.json (with --shots also results.md and the plot)"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
 
@@ -122,7 +129,8 @@ class EvaluateCommand:
 class PredictCommand:
     model: str = field(metadata={"help": "model folder"})
     text: list[str] = field(default_factory=list, metadata={"help": "text(s) to classify"})
-    file: str = field(default="", metadata={"help": "file with one text per line"})
+    file: str = field(default="", metadata={"help": ".txt with one text per line, or the text column of a JSONL/CSV/TSV file"})
+    text_column: str = field(default="text", metadata={"help": "text column of a JSONL/CSV/TSV --file"})
     lang: str = field(default="", metadata={"help": "adapter to use (default: the only adapted language, else θ)"})
 
 
@@ -135,7 +143,8 @@ class PrepareEncoderCommand:
 class ExplainCommand:
     model: str = field(metadata={"help": "model folder meta-trained with --source_attention on"})
     lang: str = field(default="", metadata={"help": "target language (its adapter if adapted, else θ)"})
-    file: str = field(default="", metadata={"help": "texts of the language, one per line (default: the task's train split)"})
+    file: str = field(default="", metadata={"help": "texts of the language: .txt, one per line, or the text column of "
+                                                    "JSONL/CSV/TSV (default: the task's train split)"})
     max_texts: int = field(default=256, metadata={"help": "use at most this many texts"})
     out: str = field(default="", metadata={"help": "folder for explain.json, explain.md and source_attention.png"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})

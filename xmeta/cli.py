@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 import transformers
@@ -20,7 +21,8 @@ from .arguments import (
     PredictCommand,
     PrepareEncoderCommand,
 )
-from .errors import XMetaError
+from .errors import XMetaError, XMetaWarning
+from .version import __version__
 from .meta.trainer import MetaTrainingArguments
 
 USAGE_EXIT = 2
@@ -32,6 +34,27 @@ class OneLineParser(HfArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(USAGE_EXIT)
+
+    def distinct_negations(self) -> None:
+        """HfArgumentParser gives ``--no_X`` the help of ``--X``; say what it does instead."""
+        for action in self._actions:
+            negated = [o[len("--no_"):] for o in action.option_strings if o.startswith("--no_")]
+            if negated:
+                action.help = f"turn off --{negated[0]}"
+
+
+def _one_line_warnings(command: str) -> None:
+    """xmeta's own warnings (`XMetaWarning`) as ``xmeta COMMAND: warning: ...`` lines, every time."""
+    show = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, XMetaWarning):
+            sys.stderr.write(f"xmeta {command}: warning: {message}\n")
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = one_line
+    warnings.simplefilter("always", XMetaWarning)
 
 
 def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
@@ -57,10 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     table = _commands()
     if not argv or argv[0] in ("-h", "--help"):
-        lines = ["usage: xmeta COMMAND [flags]   (xmeta COMMAND --help for its flags)", ""]
+        lines = ["usage: xmeta COMMAND [flags]   (xmeta COMMAND --help for its flags; xmeta --version)", ""]
         lines += [f"  {name:<16} {help_}" for name, (_, help_, _) in table.items()]
         print("\n".join(lines))
         return 0 if argv else USAGE_EXIT
+    if argv[0] in ("-V", "--version"):
+        print(f"xmeta {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in table:
         sys.stderr.write(f"xmeta: error: unknown command {name!r} (choose from {', '.join(table)})\n")
@@ -69,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     transformers.logging.disable_progress_bar()
     classes, help_, run = table[name]
     parser = OneLineParser(classes, prog=f"xmeta {name}", description=help_)
+    parser.distinct_negations()
     try:
-        parsed = parser.parse_args_into_dataclasses(args=rest)
-        return run(*parsed)
+        with warnings.catch_warnings():  # restores the warning filters and printer afterwards
+            _one_line_warnings(name)
+            parsed = parser.parse_args_into_dataclasses(args=rest)
+            return run(*parsed)
     except XMetaError as err:
         sys.stderr.write(f"xmeta {name}: error: {err}\n")
         return err.exit_code

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .arguments import (
+    DEFAULT_TASK,
     RESUME_DEFAULT,
     AdaptCommand,
     BenchmarkCommand,
@@ -28,14 +29,17 @@ from .data import (
     EpisodeSampler,
     LabelMap,
     LanguageTask,
+    available_tasks,
     load_language_tasks,
     load_task_card,
     read_file,
     tasks_from_dataset,
 )
+from .data.readers import read_lines, read_texts
+from .data.sampler import episode_languages
 from .errors import ArgumentError, DataError
 from .distributed import Processes
-from .fileio import atomic_directory
+from .fileio import atomic_directory, check_output_folder
 from .meta.bank import finalize_bank, init_source_keys
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
 from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
@@ -68,9 +72,9 @@ def _tagged(path: str, data: DataArguments) -> bool:
 
 
 def _refuse_existing(out: str, overwrite: bool) -> None:
-    """Fail before hours of work, not after: the final write checks again."""
-    if out and Path(out).exists() and not overwrite:
-        raise ArgumentError(f"{out}: output folder exists (pass --overwrite to replace it)")
+    """Fail before hours of work, not after (a file, an existing folder, a read-only parent): the final write checks again."""
+    if out:
+        check_output_folder(out, overwrite)
 
 
 def file_tasks(path: str, data: DataArguments, label_map: LabelMap | None, lang: str | None = None) -> dict[str, LanguageTask]:
@@ -89,8 +93,22 @@ def check_fits(task: LanguageTask | TaggingTask, model, where: str, model_dir: s
                         f"but {model_dir} is a {type(model).__name__}")
 
 
-def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMap) -> LanguageTask:
-    card = load_task_card(data.task)
+def task_name(data: DataArguments, model_dir: str = "", flag: str = "--train") -> str:
+    """--task, else the card the model was meta-trained on, else cldr-emoji. A model meta-trained on
+    the user's own file has no card to draw from: the error names the file flag to give instead."""
+    if data.task:
+        return data.task
+    trained_on = read_config(Path(model_dir)).task if model_dir else None
+    if not trained_on:
+        return DEFAULT_TASK
+    if trained_on not in available_tasks():
+        raise DataError(f"{model_dir} was meta-trained on {trained_on!r}, not a task card: give {flag} FILE (or --task)")
+    return trained_on
+
+
+def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMap, model_dir: str = "",
+                  flag: str = "--train") -> LanguageTask:
+    card = load_task_card(task_name(data, model_dir, flag))
     task = load_language_tasks(card, [lang], split)[lang]
     if task.label_map != label_map:
         raise DataError(f"task {card.name}: its labels ({', '.join(task.label_map.names)}) differ from the model's")
@@ -100,17 +118,6 @@ def task_language(data: DataArguments, lang: str, split: str, label_map: LabelMa
 def model_label_map(model_dir: str) -> LabelMap:
     """The model's labels, read from its config alone: data errors surface before any weights load."""
     return LabelMap(tuple(read_config(Path(model_dir)).labels))
-
-
-def read_lines(file: str) -> list[str]:
-    """Non-empty lines of a UTF-8 text file."""
-    path = Path(file)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 (byte {err.start})") from err
 
 
 def prepare_encoder(cmd: PrepareEncoderCommand) -> int:
@@ -134,17 +141,20 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
             if missing:
                 raise DataError(f"{cmd.train_file}: no rows for language '{missing[0]}'")
             tasks = {lang: tasks[lang] for lang in wanted}
-        dev_tasks, labels, task_name = None, next(iter(tasks.values())).label_map.names, Path(cmd.train_file).name
+        dev_tasks, labels, trained_on = None, next(iter(tasks.values())).label_map.names, Path(cmd.train_file).name
     else:
-        card = load_task_card(data.task)
+        card = load_task_card(data.task or DEFAULT_TASK)
         sources = split_list(cmd.sources, "--sources") if cmd.sources else list(card.sources)
         if not sources:
             raise DataError(f"task {card.name}: zero source languages left")
         tasks = load_language_tasks(card, sources, "train")
         dev_tasks = load_language_tasks(card, sources, "dev")
-        labels, task_name = card.labels, card.name
+        labels, trained_on = card.labels, card.name
     n_way = train.n_way or None
     tagging = isinstance(next(iter(tasks.values())), TaggingTask)
+    if not tagging:  # a language that cannot make an episode is skipped with a warning (not the whole run)
+        tasks = episode_languages(tasks, n_way, train.k_shot, train.k_query)
+        dev_tasks = episode_languages(dev_tasks, n_way, train.k_shot, train.k_query, "dev") if dev_tasks else None
     if tagging:  # episodes of K sentences; n_way does not apply
         sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed)
         dev_sampler = SentenceEpisodeSampler(dev_tasks, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
@@ -157,7 +167,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
     model = model_class.for_labels(
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
-        max_length=enc.max_length, task=task_name, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
+        max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
         meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
     )
@@ -181,7 +191,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     model.config.scores = {"dev": {"episode_accuracy": round(history[-1].dev_accuracy, 4)}} if history[-1].dev_accuracy is not None else {}
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
-    print(f"saved {cmd.out}  ({len(history)} meta-steps, median {step_seconds:.2f} s/step)")
+    print(f"saved {cmd.out}  ({len(history)} meta-step{'s' * (len(history) != 1)}, median {step_seconds:.2f} s/step)")
     return 0
 
 
@@ -192,23 +202,34 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
     _refuse_existing(cmd.out, cmd.overwrite)
     target_text = read_lines(cmd.target_text) if cmd.target_text else []
     label_map = model_label_map(cmd.model)
+    if cmd.shots < 0:
+        raise ArgumentError(f"--shots must not be negative (got {cmd.shots})")
     if cmd.train:
         task = file_tasks(cmd.train, data, label_map, lang=cmd.lang).get(cmd.lang)
         if task is None:
             raise DataError(f"{cmd.train}: no rows for language '{cmd.lang}'")
-        rows = range(len(task))
+        rows = task.shots(cmd.shots, cmd.seed) if cmd.shots else range(len(task))
     else:
-        task = task_language(data, cmd.lang, "train", label_map)
-        rows = task.shots(cmd.shots, cmd.seed)
+        task = task_language(data, cmd.lang, "train", label_map, cmd.model, "--train")
+        rows = task.shots(cmd.shots or 4, cmd.seed)
     model = load_any(cmd.model)
     model.config.romanize = cmd.romanize or model.config.romanize
-    check_fits(task, model, cmd.train or data.task, cmd.model)
+    check_fits(task, model, cmd.train or task_name(data, cmd.model), cmd.model)
     result = model.adapt(task.examples(rows), lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed,
-                         train_meta_embedding=cmd.meta_embedding_adapt or None, target_text=target_text)
+                         train_meta_embedding=cmd.meta_embedding_adapt or None, target_text=target_text,
+                         allow_missing_labels=cmd.allow_missing_labels)
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     print(f"adapted {cmd.lang} on {result.examples} examples in {result.seconds:.1f} s "
           f"({result.steps} steps, support loss {result.support_loss:.3f}); saved {cmd.out}")
     return 0
+
+
+def _file_language(path: str, data: DataArguments, label_map: LabelMap, lang: str) -> LanguageTask | TaggingTask:
+    """``lang``'s rows of a labelled file (``lang`` also fills a missing language column)."""
+    task = file_tasks(path, data, label_map, lang).get(lang)
+    if task is None:
+        raise DataError(f"{path}: no rows for language '{lang}'")
+    return task
 
 
 def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
@@ -226,29 +247,30 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
         shots = int_list(cmd.shots, "--shots")
         if cmd.seeds < 1:
             raise ArgumentError(f"--seeds must be at least 1 (got {cmd.seeds})")
-        train = task_language(data, lang, "train", label_map)
-        test = file_tasks(cmd.test, data, label_map, lang)[lang] if cmd.test else task_language(data, lang, "test", label_map)
-        model = load_any(cmd.model)
+        train = _file_language(cmd.train_file, data, label_map, lang) if cmd.train_file else \
+            task_language(data, lang, "train", label_map, cmd.model, "--train_file")
+        test = _file_language(cmd.test, data, label_map, lang) if cmd.test else \
+            task_language(data, lang, "test", label_map, cmd.model, "--test")
+        model = load_any(cmd.model, lang=META_ADAPTER)
         model.config.romanize = cmd.romanize or model.config.romanize
-        check_fits(train, model, data.task, cmd.model)
+        check_fits(train, model, cmd.train_file or task_name(data, cmd.model), cmd.model)
         evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None)
         table = markdown_table([evaluation])
         if cmd.out:
-            write_report(Path(cmd.out), [evaluation], {"model": cmd.model, "task": data.task, "shots": shots,
+            write_report(Path(cmd.out), [evaluation], {"model": cmd.model, "task": cmd.train_file or task_name(data, cmd.model),
+                                                      "shots": shots,
                                                       "seeds": cmd.seeds}, overwrite=cmd.overwrite)
         print(table, end="")
         return 0
-    tasks = file_tasks(cmd.test, data, label_map, lang) if cmd.test else {lang: task_language(data, lang, "test", label_map)}
-    if lang not in tasks:
-        raise DataError(f"{cmd.test}: no rows for language '{lang}'")
-    model = load_any(cmd.model)
+    test = _file_language(cmd.test, data, label_map, lang) if cmd.test else \
+        task_language(data, lang, "test", label_map, cmd.model, "--test")
+    adapter = lang if lang in adapted else META_ADAPTER
+    model = load_any(cmd.model, lang=adapter)
     model.config.romanize = cmd.romanize or model.config.romanize
-    adapter = lang if lang in model.languages() else META_ADAPTER
-    test = tasks[lang]
-    check_fits(test, model, cmd.test or data.task, cmd.model)
+    check_fits(test, model, cmd.test or task_name(data, cmd.model), cmd.model)
     model.decide_romanization(lang, test.texts)  # θ on a language not adapted yet: decided from the texts at hand
     scores = score_task(model, test, lang=adapter)
-    report = {"model": cmd.model, "lang": lang, "adapter": adapter, "n": len(tasks[lang]), **scores}
+    report = {"model": cmd.model, "lang": lang, "adapter": adapter, "n": len(test), **scores}
     if cmd.out:
         from .fileio import write_json
 
@@ -259,13 +281,13 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
 
 
 def predict(cmd: PredictCommand) -> int:
-    texts = list(cmd.text) + (read_lines(cmd.file) if cmd.file else [])
+    texts = list(cmd.text) + (read_texts(cmd.file, Columns(text=cmd.text_column)) if cmd.file else [])
     if not texts:
         raise ArgumentError("give --text or --file")
     if is_export_folder(cmd.model):
         return predict_exported(cmd.model, texts)
-    model = load_any(cmd.model)
-    lang = cmd.lang or (model.languages()[0] if len(model.languages()) == 1 else META_ADAPTER)
+    model = load_any(cmd.model, lang=cmd.lang or None)  # default: the only adapted language, else θ (as the API)
+    lang = model.active_language
     if isinstance(model, XMetaForTokenClassification):  # a text is its whitespace-separated words
         sentences = [text.split() for text in texts]
         for words, tags in zip(sentences, model.predict(sentences, lang=lang)):
@@ -319,8 +341,9 @@ def explain(cmd: ExplainCommand, data: DataArguments) -> int:
         raise ArgumentError("--lang is required (the model has no single adapted language)")
     if not config.source_attention:
         raise ArgumentError(f"{cmd.model}: meta-trained without source attention (--source_attention on)")
-    texts = read_lines(cmd.file) if cmd.file else task_language(data, lang, "train", LabelMap(tuple(config.labels))).texts
-    model = load_any(cmd.model)
+    texts = read_texts(cmd.file, _columns(data)) if cmd.file else \
+        task_language(data, lang, "train", LabelMap(tuple(config.labels)), cmd.model, "--file").texts
+    model = load_any(cmd.model, lang=lang if lang in config.adapted_languages else META_ADAPTER)
     if cmd.file and isinstance(model, XMetaForTokenClassification):  # a line is its whitespace-separated words
         texts = [line.split() for line in texts]
     adapter = lang if lang in model.languages() else META_ADAPTER
@@ -341,13 +364,11 @@ def coverage(cmd: CoverageCommand, data: DataArguments) -> int:
     if cmd.file:
         path = Path(cmd.file)
         if path.suffix == ".txt":
-            if not path.is_file():
-                raise DataError(f"{path}: file not found")
-            texts = {cmd.lang or path.stem: [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]}
+            texts = {cmd.lang or path.stem: read_lines(path)}
         else:
             texts = {lang: task.texts for lang, task in file_tasks(cmd.file, data, None, cmd.lang or None).items()}
     else:
-        card = load_task_card(data.task)
+        card = load_task_card(data.task or DEFAULT_TASK)
         langs = split_list(cmd.lang, "--lang") if cmd.lang else list(dict.fromkeys([*card.sources, *card.targets]))
         texts = {lang: task.texts for lang, task in load_language_tasks(card, langs, "train").items()}
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(cmd.encoder).name_or_path)

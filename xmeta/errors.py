@@ -35,3 +35,13 @@ class TrainingInterrupted(XMetaError):
     def __init__(self, message: str, signal_number: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signal_number  # the shell's convention for "killed by this signal"
+
+
+class XMetaWarning(UserWarning):
+    """Something xmeta did on the user's behalf that they should know of (the CLI prints it on one line)."""
+
+
+def warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, XMetaWarning, stacklevel=3)

@@ -13,6 +13,25 @@ from pathlib import Path
 from .errors import ArgumentError, XMetaError
 
 
+def check_output_folder(path: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> Path:
+    """Refuse, before any work, an output folder that could not be written at the end: a path that is
+    a file, one that exists (unless ``overwrite``; ``flag`` is how the caller says so), or one whose
+    nearest existing parent is a file, read-only or not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{path}: is a file, not an output folder")
+    if path.exists() and not overwrite:
+        raise ArgumentError(f"{path}: output folder exists (pass {flag} to replace it)")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ArgumentError(f"{path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArgumentError(f"{path}: cannot write in {parent} (read-only or permission denied)")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, overwrite: bool = False, error: type[XMetaError] = XMetaError) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``path`` in one rename.
@@ -20,9 +39,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, error: type[XMet
     An existing ``path`` is refused unless ``overwrite``; on any error the temporary folder is
     removed and ``path`` is left exactly as it was. OS failures are raised as ``error``.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ArgumentError(f"{path}: output folder exists (pass --overwrite / overwrite=True to replace it)")
+    path = check_output_folder(path, overwrite, flag="--overwrite / overwrite=True")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -35,7 +52,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, error: type[XMet
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)
             tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)  # a folder: check_output_folder refused a file
         else:
             tmp.rename(path)
     except OSError as err:

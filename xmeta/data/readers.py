@@ -17,6 +17,7 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 
+from xmeta.data.texts import checked_label, checked_text
 from xmeta.errors import DataError
 
 FILE_FORMATS = (".jsonl", ".csv", ".tsv")
@@ -39,6 +40,33 @@ def read_file(path: str | Path, columns: Columns = Columns(), lang: str | None =
     text = read_text_file(path, FILE_FORMATS)
     rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _delimited_rows(path, text)
     return _to_dataset(rows, columns, lang, str(path))
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file (any suffix): one text a line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return [line for line in _decode(path).splitlines() if line.strip()]
+
+
+def read_texts(path: str | Path, columns: Columns = Columns()) -> list:
+    """Unlabelled texts to classify: a ``.txt`` file's lines, or the text column (and ``columns.text_pair``,
+    as pairs) of a JSONL/CSV/TSV file; labels and languages in the file are ignored."""
+    path = Path(path)
+    if path.suffix == ".txt":
+        return read_lines(path)
+    text = read_text_file(path, FILE_FORMATS + (".txt",), " for texts")
+    rows = _jsonl_rows(path, text) if path.suffix == ".jsonl" else _delimited_rows(path, text)
+    texts = []
+    for where, row in rows:
+        wanted = [columns.text] + ([columns.text_pair] if columns.text_pair else [])
+        missing = next((c for c in wanted if c not in row), None)
+        if missing is not None:
+            raise DataError(f"{where}: missing column '{missing}'; columns found: {', '.join(map(str, row)) or 'none'}")
+        parts = [checked_text(row[c], where, c) for c in wanted]
+        texts.append(parts[0] if len(parts) == 1 else tuple(parts))
+    return texts
 
 
 def read_hf_dataset(
@@ -158,18 +186,16 @@ def _to_dataset(
                     f"{where}: missing column '{column}'{hint}; columns found: {', '.join(map(str, row)) or 'none'}"
                 )
         for column in (columns.text, columns.text_pair):
-            if column and (not isinstance(row[column], str) or not row[column].strip()):
-                raise DataError(f"{where}: empty text in column '{column}'")
+            if column:
+                checked_text(row[column], where, column)
         text = row[columns.text]
-        label = row[columns.label]
-        if label is None or str(label).strip() == "":
-            raise DataError(f"{where}: empty label in column '{columns.label}'")
+        label = checked_label(row[columns.label], f"{where}, column '{columns.label}'")
         row_lang = row.get(columns.lang) or lang
         if not row_lang:
             raise DataError(f"{where}: empty language in column '{columns.lang}'")
         out["text"].append(text)
         out["text_pair"].append(row[columns.text_pair] if columns.text_pair else "")
-        out["label"].append(str(label))
+        out["label"].append(label)
         out["lang"].append(str(row_lang))
         out["item_id"].append(str(row[columns.item_id]) if has_item_id else "")
     if has_item_id is None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from xmeta.data.task import LanguageTask
-from xmeta.errors import ArgumentError, DataError
+from xmeta.errors import ArgumentError, DataError, warn
 
 LanguageSampling = Literal["uniform", "size"]
 
@@ -148,3 +148,42 @@ def sample_k_shot(task: LanguageTask, k: int, seed: int) -> list[int]:
             )
         chosen += rng.choice(rows, size=k, replace=False).tolist()
     return sorted(chosen)
+
+
+def without_conflicts(task: LanguageTask) -> LanguageTask:
+    """``task`` without the rows whose text also appears with another label (warned, naming the language)."""
+    labels_of: dict = {}
+    for text, label in zip(task.texts, task.labels):
+        labels_of.setdefault(text, set()).add(label)
+    conflicting = {text for text, labels in labels_of.items() if len(labels) > 1}
+    if not conflicting:
+        return task
+    kept = [i for i, text in enumerate(task.texts) if text not in conflicting]
+    warn(f"language {task.lang}: dropped {len(task) - len(kept)} rows whose text has conflicting labels "
+         f"(e.g. {str(next(iter(conflicting)))[:40]!r})")
+    return task.subset(kept)
+
+
+def episode_languages(tasks: dict[str, LanguageTask], n_way: int | None, k_shot: int, k_query: int,
+                      what: str = "source") -> dict[str, LanguageTask]:
+    """The languages that can make an episode, one policy for every defect: identical texts with
+    conflicting labels are dropped, then a language with fewer than ``n_way`` (at least 2) labels of
+    ``k_shot + k_query`` rows (a single row, a single class) is skipped; each with a one-line warning.
+    No language left: the first one's reason as a `DataError`."""
+    need, ways = k_shot + k_query, max(n_way or 2, 2)
+    kept, reasons = {}, []
+    for lang, task in tasks.items():
+        task = without_conflicts(task)
+        groups = task.by_label()
+        eligible = [label for label, rows in groups.items() if len(rows) >= need]
+        if len(eligible) >= ways:
+            kept[lang] = task
+            continue
+        counts = ", ".join(f"{task.label_map.names[label]}={len(rows)}" for label, rows in groups.items()) or "no rows"
+        reasons.append(f"language {lang}: only {len(eligible)} label(s) have >= {need} examples (k_shot + k_query), "
+                       f"need {ways}; counts: {counts}")
+    if not kept:
+        raise DataError(reasons[0])
+    for reason in reasons:
+        warn(f"skipping {what} {reason}")
+    return kept

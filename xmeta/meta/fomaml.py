@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import functional_call
+from tqdm.auto import tqdm
 
 from ..modeling.inner_rates import InnerRates
 from .batch import LabelledBatch
 
 FastWeights = dict[str, torch.Tensor]
+PROGRESS_MIN_STEPS = 30  # adaptations shorter than this finish in seconds: no bar
 
 
 def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +43,7 @@ class InnerLoop:
     lr: float
     steps: int
     rates: InnerRates | None = None
+    progress: str | None = None  # a progress bar's label (adaptation runs long); None: no bar (meta-training)
 
     def step_sizes(self, names: Iterable[str]) -> dict[str, float | torch.Tensor]:
         """The SGD step size of each fast tensor (constants: the inner loop never differentiates them)."""
@@ -58,7 +61,9 @@ class InnerLoop:
         fast = {n: p.detach() for n, p in (start or model.fast_parameters()).items()}
         sizes = self.step_sizes(fast)
         summed = {n: torch.zeros_like(w) for n, w in fast.items()} if self.rates is not None else None
-        for _ in range(self.steps):
+        steps = tqdm(range(self.steps), desc=self.progress, unit="step", dynamic_ncols=True, leave=False,
+                     disable=self.progress is None or self.steps < PROGRESS_MIN_STEPS)
+        for _ in steps:
             fast = {n: w.requires_grad_(True) for n, w in fast.items()}
             loss, _ = batch_loss(model, fast, support)
             grads = torch.autograd.grad(loss, list(fast.values()))

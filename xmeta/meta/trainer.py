@@ -110,7 +110,8 @@ class MetaTrainer:
         self.bf16 = args.bf16 and self.processes.device.type == "cuda"  # autocast; CPU runs stay float32
         self.maml = FirstOrderMAML(model, self.inner)
         scores_dev = dev_sampler is not None and self.processes.is_main
-        self.dev = [episode_batches(model, ep, args.chunk_size) for ep in dev_sampler.sample_meta_batch(args.dev_episodes)] if scores_dev else []
+        dev_episodes = min(args.dev_episodes, len(dev_sampler.langs)) if scores_dev else 0  # fewer languages: shrink to fit
+        self.dev = [episode_batches(model, ep, args.chunk_size) for ep in dev_sampler.sample_meta_batch(dev_episodes)] if scores_dev else []
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         with torch.no_grad():
             self.processes.broadcast_([p for _, p in named])

@@ -24,6 +24,6 @@ def model_class(model_dir: str | Path) -> type[XMetaModelBase]:
     return MODEL_CLASSES[name]
 
 
-def load_any(model_dir: str | Path) -> XMetaModelBase:
-    """Load a model folder with the class that wrote it."""
-    return model_class(model_dir).from_pretrained(model_dir)
+def load_any(model_dir: str | Path, lang: str | None = None) -> XMetaModelBase:
+    """Load a model folder with the class that wrote it, ``lang``'s adapter active (default: `default_language`)."""
+    return model_class(model_dir).from_pretrained(model_dir, lang=lang)

@@ -19,7 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..config import XMetaConfig
 from ..data.romanize import romanization_needed, romanize_texts
 from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
-from ..errors import ArgumentError, DataError
+from ..errors import ArgumentError, DataError, warn
 from .classifier import PooledClassifier
 from .inner_rates import InnerRates
 from .meta_embedding import CharNgramFeatures, MetaEmbedding
@@ -36,6 +36,17 @@ def check_language_code(lang: str) -> str:
     if not _LANG_RE.match(lang or "") or lang == META_ADAPTER:
         raise ArgumentError(f"language code {lang!r} is not usable (letters, digits, '-', '_'; not 'meta')")
     return lang
+
+
+def default_language(languages: Sequence[str]) -> str:
+    """The adapter a model folder is used through when no language is named (API and CLI alike):
+    its only adapted language, else θ (``meta``), with a warning when there are several to choose from."""
+    if len(languages) == 1:
+        return languages[0]
+    if languages:
+        warn(f"{len(languages)} adapted languages ({', '.join(languages)}): using θ ('meta'); "
+             "name one with --lang / lang= / use_language()")
+    return META_ADAPTER
 
 
 def is_adapter_tensor(name: str, adapter: str) -> bool:
@@ -156,6 +167,10 @@ class XMetaModelBase(XMetaPreTrainedModel):
         """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
         check_language_code(lang)
         if lang in self.peft.peft_config:
+            if lang in self.config.adapted_languages:
+                warn(f"replacing the existing adapter of {lang!r}")
+            if self.active_language == lang:
+                self.use_language(None)  # peft would warn that it deleted the active adapter
             self.peft.delete_adapter(lang)
         forget_target_view(self.peft.base_model.model.meta_embedding, lang)
         self.peft.add_adapter(lang, self.lora_config())
@@ -350,13 +365,18 @@ class XMetaModelBase(XMetaPreTrainedModel):
         return save_model(self, Path(save_directory), overwrite=overwrite)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: object, **kwargs: object):  # type: ignore[override]
-        """Load a model folder. Only ``encoder=``/``tokenizer=`` (already loaded objects) are honoured;
-        transformers' loader options (``config=``, ``dtype=``, ...) do not apply to a folder of adapters."""
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: object, lang: str | None = None,
+                        **kwargs: object):  # type: ignore[override]
+        """Load a model folder with ``lang``'s adapter active (default: `default_language`, as `xmeta predict`),
+        so ``predict``, ``forward``, pipelines and ``export_merged`` use it. Only ``encoder=``/``tokenizer=``
+        (already loaded objects) are honoured; transformers' loader options (``config=``, ``dtype=``, ...)
+        do not apply to a folder of adapters."""
         from .serialization import load_model
 
         objects = {k: kwargs[k] for k in ("encoder", "tokenizer") if kwargs.get(k) is not None}
-        return load_model(cls, Path(pretrained_model_name_or_path), **objects)
+        model = load_model(cls, Path(pretrained_model_name_or_path), **objects)
+        model.use_language(lang or default_language(model.languages()))
+        return model
 
     def export_merged(self, save_directory: str | Path, lang: str | None = None, overwrite: bool = True) -> Path:
         """Write a plain transformers model (LoRA merged) that loads without xmeta."""

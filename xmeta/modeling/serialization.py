@@ -91,6 +91,20 @@ def read_safetensors(path: Path) -> dict:
         raise ModelFolderError(f"{path}: corrupt safetensors file ({err})") from err
 
 
+def read_adapter_config(folder: Path) -> dict:
+    """An adapter's ``adapter_config.json``, checked before peft reads it (peft would raise a bare traceback)."""
+    path = folder / "adapter_config.json"
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: missing adapter config")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFolderError(f"{path}: corrupt adapter config ({err})") from err
+    if not isinstance(raw, dict) or not raw.get("peft_type"):
+        raise ModelFolderError(f"{path}: not a peft adapter config (no peft_type)")
+    return raw
+
+
 def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSequenceClassification:
     """Rebuild the model around its named encoder, then restore θ and every language adapter."""
     from .sequence_classification import META_ADAPTER
@@ -115,6 +129,7 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     for lang in config.adapted_languages:
         folder = directory / ADAPTERS_DIR / lang
         read_safetensors(folder / "adapter_model.safetensors")
+        read_adapter_config(folder)
         model.peft.load_adapter(str(folder), adapter_name=lang, is_trainable=False)
     if model.source_transfer is not None:
         model.source_transfer.bank.defer_loading(lambda lang: _read_bank_slot(directory / BANK_DIR / lang))
