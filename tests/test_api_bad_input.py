@@ -3,6 +3,7 @@ same default language as `xmeta predict`, no silent wrong answers, no leftovers.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -182,3 +183,25 @@ def test_save_refuses_an_unwritable_parent(tiny_model, tmp_path, monkeypatch):
 def test_labelled_examples_keep_pairs_and_dicts(tiny_model):
     texts, labels = tiny_model.labelled_examples([("a cat", "a dog", "animal"), {"text": "tea", "label": "food"}], "x")
     assert texts == [("a cat", "a dog"), "tea"] and labels == [0, 1]
+
+
+@pytest.mark.real
+def test_four_sources_meta_train_and_api_agrees_with_cli_on_the_real_encoder(tmp_path, capsys):
+    """Fewer than 8 sources meta-train with the defaults (dev episodes shrink); after a fresh
+    `from_pretrained` the README's Python snippet labels as `xmeta predict` does, and the exported
+    pipeline with truncation gives xmeta's label on a text far past max_length."""
+    from xmeta.cli import main
+
+    assert main(["meta-train", "--task", "cldr-emoji", "--sources", "en,de,fr,es", "--out", str(tmp_path / "m"),
+                 "--steps", "1", "--k_shot", "2", "--k_query", "2", "--inner_steps", "1"]) == 0
+    assert main(["adapt", "--model", str(tmp_path / "m"), "--lang", "yo", "--shots", "2", "--steps", "2",
+                 "--out", str(tmp_path / "yo")]) == 0
+    texts = ["ẹja | ẹja", "ọkọ̀ ayọ́kẹ́lẹ́", "ọkọ̀ ofurufu", " ".join(["oúnjẹ"] * 300)]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "yo"), "--text", *texts]) == 0
+    cli = [json.loads(line)["label"] for line in capsys.readouterr().out.splitlines()]
+    model = XMetaForSequenceClassification.from_pretrained(tmp_path / "yo")
+    assert model.predict(texts) == cli
+    model.export_merged(tmp_path / "plain")
+    clf = pipeline("text-classification", model=str(tmp_path / "plain"), truncation=True)
+    assert [r["label"] for r in clf(texts)] == cli

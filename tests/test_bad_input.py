@@ -387,3 +387,17 @@ def test_version_and_distinct_negation_help(capsys):
         main(["meta-train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--no_bf16, --no-bf16 turn off --bf16" in text
+
+
+def test_adapt_language_script_refuses_its_output_before_adapting(ctx_base, tmp_path):
+    import subprocess
+    import sys
+
+    (out := tmp_path / "out").mkdir()
+    (out / "keep.txt").write_text("mine")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "adapt_language.py"
+    run = subprocess.run([sys.executable, str(script), "--model", str(ctx_base[0]), "--lang", "aa", "--train",
+                          str(ctx_base[1]), "--test", str(ctx_base[1]), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and run.stderr.strip().endswith(f"{out}: output folder exists (pass --overwrite to replace it)")
+    assert "adapted" not in run.stdout and (out / "keep.txt").read_text() == "mine"

@@ -189,7 +189,7 @@ def _to_dataset(
             if column:
                 checked_text(row[column], where, column)
         text = row[columns.text]
-        label = checked_label(row[columns.label], f"{where}, column '{columns.label}'")
+        label = checked_label(row[columns.label], where, columns.label)
         row_lang = row.get(columns.lang) or lang
         if not row_lang:
             raise DataError(f"{where}: empty language in column '{columns.lang}'")

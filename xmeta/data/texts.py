@@ -18,10 +18,10 @@ def checked_text(value: object, where: str, column: str = "") -> str:
     raise DataError(f"{where}: text{in_column} must be a string, got {type(value).__name__} {str(value)[:40]!r}")
 
 
-def checked_label(value: object, where: str) -> str:
+def checked_label(value: object, where: str, column: str = "") -> str:
     """A label as its name; ``None`` or blank is refused (it would otherwise become the label "None")."""
     if value is None or str(value).strip() == "":
-        raise DataError(f"{where}: empty label")
+        raise DataError(f"{where}: empty label" + (f" in column '{column}'" if column else ""))
     return str(value)
 
 
