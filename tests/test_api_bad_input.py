@@ -65,6 +65,13 @@ def test_adapt_refuses_examples_missing_labels_unless_allowed(tiny_model):
     assert result.examples == 3 and tiny_model.languages() == ["yo"]
 
 
+def test_long_adaptations_show_a_progress_bar(tiny_model, capsys):
+    tiny_model.adapt(_examples("yo"), lang="yo", steps=2, lr=0.5)
+    assert "adapt yo" not in capsys.readouterr().err
+    tiny_model.adapt(_examples("ha"), lang="ha", steps=30, lr=0.5)
+    assert "adapt ha" in capsys.readouterr().err
+
+
 def test_from_pretrained_activates_the_only_adapted_language(tiny_model, tmp_path):
     _adapted(tiny_model).save_pretrained(tmp_path / "m")
     loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
