@@ -58,7 +58,7 @@ class EncoderArguments:
     meta_embedding: Literal["on", "off"] = field(
         default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
     romanize: Literal["auto", "on", "off"] = field(
-        default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5% of its "
+        default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5%% of its "
                                           "tokens are <unk>; decided once per language and kept in the model"})
 
     def validate(self) -> None:
@@ -171,7 +171,7 @@ class BenchmarkCommand:
     meta_steps: int = field(default=40, metadata={"help": "meta-steps of every xmeta variant (B1 gets the same example budget)"})
     test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
     romanize: Literal["auto", "on", "off"] = field(default="auto", metadata={
-        "help": "romanise a target's texts for every method (auto: where over 5% of its tokens are <unk>); "
+        "help": "romanise a target's texts for every method (auto: where over 5%% of its tokens are <unk>); "
                 "use another --out per setting"})
     quick: bool = field(default=False, metadata={"help": "smoke run: one target, K in {0,4}, one seed, 2 meta-steps"})
     speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: a deepcopy reference, then one "
