@@ -163,7 +163,8 @@ def test_target_view_keeps_the_output_at_init(model):
     model.start_language("chr")
     before = model.predict_proba(TEXTS)
     attach_target_view(model, "chr", CHEROKEE_TEXT)
-    assert torch.equal(model.predict_proba(TEXTS), before)
+    # equal up to float rounding: the mix sums one more (zero) view, in another order (3e-8 seen)
+    torch.testing.assert_close(model.predict_proba(TEXTS), before, rtol=0, atol=1e-6)
 
 
 def test_unigram_model_is_deterministic():
