@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
 from xmeta.cli import main
-from xmeta.evaluation.benchmark import ALL_ROWS, DEFAULT_METHOD_NAMES, METHODS, Plan
+from xmeta.evaluation.benchmark_plan import ALL_ROWS, DEFAULT_METHOD_NAMES, METHODS, Plan
 
 
 def test_plan_shots_per_method_kind():
@@ -22,7 +23,19 @@ def test_plan_shots_per_method_kind():
     assert shots["xmeta+sa"] == [0, 4] and shots["xmeta-full"] == [0, 1, 4]
     for extra in ("joint-ft-2x", "xmeta-fomaml-2x"):  # twice the budget: opt-in
         assert shots[extra] == [0, 4] and extra not in DEFAULT_METHOD_NAMES
-    assert plan.joint_steps == 10 * 4 * 4 * 32 // 32  # the same number of example passes as meta-training
+
+
+def test_joint_budget_follows_the_episode_shape():
+    """B1 passes as many examples through the model as meta-training: meta-batch × n_way ×
+    (inner steps × k_shot + k_query) per meta-step, for the task's own label count and shots."""
+    plan = Plan(targets=["yo"], extra_targets=[], shots=[4], ablation_shots=[4], seeds=[0], methods=list(METHODS),
+                meta_steps=10)
+    assert plan.joint_steps(n_way=8) == 10 * 4 * 8 * (3 * 4 + 4) // 32 == 160
+    assert plan.joint_steps(n_way=3) == 10 * 4 * 3 * 16 // 32 == 60
+    wide = Plan(targets=["yo"], extra_targets=[], shots=[4], ablation_shots=[4], seeds=[0], methods=list(METHODS),
+                meta_steps=10, inner_steps=5, k_shot=2, k_query=6)
+    assert wide.joint_steps(n_way=8) == 10 * 4 * 8 * (5 * 2 + 6) // 32 == 160
+    assert wide.joint_steps(n_way=2) == 40
 
 
 def test_unknown_method_is_one_line_error(tmp_path, capsys):
@@ -39,11 +52,11 @@ def test_quick_benchmark_runs_every_method_and_resumes(tmp_path, capsys):
     assert main(["benchmark", "--quick", "--out", str(out), "--update_readme", str(readme)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == set(DEFAULT_METHOD_NAMES)
-    for name, row in results["summary"].items():
-        scores = row["targets"]
-        assert scores, name
-        assert all(0.0 <= cell["macro_f1_mean"] <= 1.0 for cell in scores.values())
     runs = results["runs"]
+    for name, row in results["summary"].items():  # every summary number is the mean of its cells
+        for k, cell in row["targets"].items():
+            f1 = [r["macro_f1"] for r in runs if r["method"] == name and str(r["k"]).replace("-1", "all") == k]
+            assert cell["macro_f1_mean"] == pytest.approx(sum(f1) / len(f1)), (name, k)
     assert {r["method"] for r in runs} == set(DEFAULT_METHOD_NAMES)
     assert all(r["shot_items"] for r in runs if r["k"] > 0)  # shot sets are saved with the numbers
     assert (out / "accuracy_vs_shots.png").stat().st_size > 0
@@ -87,3 +100,195 @@ def test_speed_ladder_times_every_rung_on_the_same_episodes(tiny_encoder_dir, tm
     assert results["variants"]["xmeta"]["adapt"]["examples"] == 8 * 4
     assert (out / "speed.md").read_text() == speed_markdown(results) and (out / "speed.png").stat().st_size > 0
     assert "| deepcopy+dynamic-padding |" in speed_markdown(results) and "Profile of one default" in speed_markdown(results)
+
+
+def small_card(tmp_path, name: str, sources: str, dev_fraction: float = 0.15):
+    """A CLDR emoji card of a few sources and one target (yo): the benchmark on the tiny encoder in a minute."""
+    from xmeta.data.cards import _tasks_dir
+
+    text = (_tasks_dir() / "cldr-emoji.yaml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("name:"):
+            line = f"name: {name}"
+        elif line.startswith("  sources:"):
+            line = f"  sources: [{sources}]"
+        elif line.startswith("  targets:"):
+            line = "  targets: [yo]"
+        elif line.startswith("  dev_fraction:"):
+            line = f"  dev_fraction: {dev_fraction}"
+        lines.append(line)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+QUICK_METHODS = "probe,joint-ft,target-only,xmeta-fomaml"
+
+
+def quick(out, card, encoder, *extra: str) -> dict:
+    argv = ["benchmark", "--quick", "--task", str(card), "--encoder", str(encoder), "--out", str(out),
+            "--methods", QUICK_METHODS, *extra]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def cache_files(out) -> dict:
+    return {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("*.json")}
+
+
+def test_every_method_sees_the_same_shots_and_a_changed_card_or_flag_invalidates_the_cache(tmp_path, tiny_encoder_dir):
+    """Tiny encoder, real CLDR rows: same shot items for every method at (target, K, seed); a rerun
+    serves every cell; another card into the same --out retrains and reports only its own cells;
+    a flag that changes the test rows recomputes the cells but reuses the models."""
+    from xmeta.data import load_language_tasks, load_task_card, sample_k_shot
+
+    card_a, card_b = small_card(tmp_path, "emoji-a", "en, de, fr, es"), small_card(tmp_path, "emoji-b", "en, de, fr, it")
+    out = tmp_path / "bench"
+    first = quick(out, card_a, tiny_encoder_dir)
+    runs = first["runs"]
+    shot_sets = {r["method"]: r["shot_items"] for r in runs if r["k"] == 4 and r["seed"] == 0}
+    assert set(shot_sets) == set(QUICK_METHODS.split(","))
+    train = load_language_tasks(load_task_card(card_a), ["yo"], "train")["yo"]
+    expected = [train.item_ids[i] for i in sample_k_shot(train, 4, seed=0)]
+    assert all(items == expected for items in shot_sets.values()), shot_sets
+    assert len({tuple(r["test_items"]) for r in runs}) == 1 and len(runs[0]["test_items"]) == 8 * 2
+    for r in runs:  # a cell is stored under its own fingerprint
+        assert (out / "cache" / r["method"] / "yo").glob(f"*-{r['fingerprint'][:12]}.json")
+    assert first["stale_cells"] == 0 and first["settings"]["target_text"] == "none"
+
+    served = cache_files(out)
+    quick(out, card_a, tiny_encoder_dir)
+    assert cache_files(out) == served  # nothing recomputed
+
+    second = quick(out, card_b, tiny_encoder_dir)
+    assert {r["fingerprint"] for r in second["runs"]}.isdisjoint({r["fingerprint"] for r in runs})
+    assert len(second["runs"]) == len(runs) and second["stale_cells"] == len(runs)
+    models = sorted(p.name.rsplit("-", 1)[0] for p in (out / "models").iterdir() if p.is_dir())
+    assert models == ["joint", "joint", "xmeta-fomaml", "xmeta-fomaml"]  # each card trained its own
+
+    again = quick(out, card_a, tiny_encoder_dir, "--report_only")  # card A's cells, still there, not B's
+    assert [r["fingerprint"] for r in again["runs"]] == [r["fingerprint"] for r in runs]
+
+    served = cache_files(out)
+    quick(out, card_a, tiny_encoder_dir, "--target_text", "train")  # none of these methods reads target text
+    assert cache_files(out) == served
+
+
+def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_encoder_dir):
+    """Without training: every setting that determines a model, tuning or cell changes its fingerprint,
+    and only those it determines."""
+    from dataclasses import replace
+
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    methods = {m.name: m for m in METHODS}
+    plan = plan_from(BenchmarkCommand(task=str(card), methods=",".join(methods)), ("yo",))
+
+    def prints(changed_plan=plan, task=card):
+        bench = Benchmark(changed_plan, tmp_path / "b", str(task), str(tiny_encoder_dir))
+        return ({m: bench.model_fingerprint(methods[m]) for m in methods},
+                {m: bench.cell_fingerprint(methods[m], "yo", 4, 0) for m in methods if m not in ("joint", "oracle")},
+                {m: bench.tuning_fingerprint(methods[m]) for m in ("joint-ft", "target-only")})
+
+    base = prints()
+    assert base == prints()  # stable
+    models, cells, tuning = prints(replace(plan, meta_steps=plan.meta_steps + 1))
+    assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if m not in ("probe", "target-only")}
+    models, cells, tuning = prints(replace(plan, test_per_class=3))
+    assert models == base[0] and tuning == base[2] and all(cells[m] != base[1][m] for m in cells)
+    models, cells, tuning = prints(replace(plan, target_text="train"))
+    assert models == base[0] and {m for m in cells if cells[m] != base[1][m]} == {"xmeta+me", "xmeta-full"}
+    models, cells, tuning = prints(replace(plan, tuning_steps=[10]))
+    assert models == base[0] and {m for m in cells if cells[m] != base[1][m]} == {"joint-ft", "joint-ft-2x", "target-only"}
+    other = card.with_name("other.yaml")
+    other.write_text(card.read_text().replace("seed: 0", "seed: 1", 1))  # another split of the same rows
+    assert all(a != b for a, b in zip(prints(task=other)[0].values(), base[0].values()))
+
+
+def test_report_only_never_reports_a_stale_cell(tmp_path, tiny_encoder_dir, capsys):
+    """A cell file whose fingerprint is not the current one is counted as stale and left out."""
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    out = tmp_path / "bench"
+    stale = out / "cache" / "probe" / "yo" / "k4-s0-000000000000.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"method": "probe", "lang": "yo", "k": 4, "seed": 0, "macro_f1": 1.0,
+                                 "accuracy": 1.0, "fingerprint": "0" * 64}))
+    (out / "cache" / "probe" / "yo" / "k4-s0.json").write_text(stale.read_text())  # a cell of an older xmeta
+    results = quick(out, card, tiny_encoder_dir, "--methods", "probe", "--report_only")
+    assert results["runs"] == [] and results["stale_cells"] == 2
+    assert "2 cached under other settings (stale)" in capsys.readouterr().err
+
+
+def test_quick_writes_to_its_own_folder(tmp_path, tiny_encoder_dir, monkeypatch):
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    monkeypatch.chdir(tmp_path)
+    assert main(["benchmark", "--quick", "--report_only", "--task", str(card), "--encoder", str(tiny_encoder_dir),
+                 "--methods", "probe"]) == 0
+    assert (tmp_path / "runs" / "benchmark-quick" / "results.json").is_file()
+    assert not (tmp_path / "runs" / "benchmark").exists()
+
+
+@pytest.mark.parametrize("encoder", ["tiny", pytest.param("embedded", marks=pytest.mark.real)])
+def test_a_too_small_source_dev_split_fails_in_preflight(tmp_path, tiny_encoder_dir, capsys, encoder):
+    """A card whose source dev split holds one example of a class: exit 2 within seconds, before any
+    training, one line per problem naming language, split, label and count."""
+    card = small_card(tmp_path, "emoji-thin-dev", "en, de, fr, es", dev_fraction=0.01)
+    out = tmp_path / "bench"
+    encoder = str(tiny_encoder_dir) if encoder == "tiny" else encoder
+    start = time.perf_counter()
+    assert main(["benchmark", "--quick", "--task", str(card), "--encoder", encoder, "--out", str(out)]) == 2
+    assert time.perf_counter() - start < 60
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("xmeta benchmark: error: preflight found 12 problems (nothing was trained): ")
+    assert "  language en (dev): label 'Smileys & Emotion' has 1 examples; adaptation tuning (K=4 shots + " \
+           "held-out rows) needs 5" in lines
+    assert sum("language en (dev): label '" in line for line in lines) == 8  # every label, not just the first
+    assert sum("label(s) have >= 8 examples; dev episodes" in line for line in lines) == 4  # every source
+    assert not out.exists()
+
+
+def test_preflight_lists_every_problem():
+    from xmeta.data import LabelMap, LanguageTask
+    from xmeta.data.preflight import PreflightError, episode_problems, raise_problems, shot_problems
+
+    labels = LabelMap(("a", "b", "c"))
+
+    def task(lang: str, counts: dict[int, int]) -> LanguageTask:
+        ids = [label for label, n in counts.items() for _ in range(n)]
+        return LanguageTask(lang, [f"{lang} {i}" for i in range(len(ids))], ids, labels)
+
+    train = {"en": task("en", {0: 8, 1: 8, 2: 8}), "de": task("de", {0: 8, 1: 3})}  # de: 3 of b, no c
+    dev = {"en": task("en", {0: 2, 1: 2, 2: 2}), "de": task("de", {0: 8, 1: 8, 2: 8})}
+    problems = episode_problems(train, dev, k_shot=4, k_query=4, n_way=0, meta_batch=3, dev_episodes=2)
+    problems += shot_problems([task("yo", {0: 16, 1: 16, 2: 15})], "train", 16, "K=16 shots")
+    assert problems == [
+        "language de (train): label 'b' has 3 examples; episodes (k_shot 4 + k_query 4) needs 8",
+        "language de (train): label 'c' has 0 examples; episodes (k_shot 4 + k_query 4) needs 8",
+        "language en (dev): 0 label(s) have >= 8 examples; dev episodes (k_shot 4 + k_query 4) need 1",
+        "--meta_batch 3 exceeds the 2 source languages",
+        "language yo (train): label 'c' has 15 examples; K=16 shots needs 16",
+    ]
+    with pytest.raises(PreflightError) as err:
+        raise_problems(problems)
+    assert str(err.value).splitlines()[1:] == [f"  {line}" for line in problems[1:]]
+    raise_problems([])  # nothing to say: no error
+
+
+def test_fingerprints_are_canonical_and_follow_the_weights(tmp_path, tiny_encoder_dir):
+    import shutil
+
+    from xmeta.evaluation.fingerprint import fingerprint, weights_digest
+
+    assert fingerprint({"a": 1, "b": [1, "x"]}) == fingerprint({"b": [1, "x"], "a": 1})
+    assert fingerprint({"a": 1, "b": [1, "x"]}) != fingerprint({"a": 1, "b": ["x", 1]})
+    copy = Path(shutil.copytree(tiny_encoder_dir, tmp_path / "enc"))
+    assert weights_digest(str(copy)) == weights_digest(str(tiny_encoder_dir))
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    assert weights_digest(str(copy)) != weights_digest(str(tiny_encoder_dir))

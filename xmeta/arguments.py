@@ -159,7 +159,8 @@ class CoverageCommand:
 
 @dataclass
 class BenchmarkCommand:
-    out: str = field(default="runs/benchmark", metadata={"help": "folder for results.json/.md/.png, the cache and the trained models"})
+    out: str = field(default="", metadata={"help": "folder for results.json/.md/.png, the cache and the trained models "
+                                                  "(default: runs/benchmark, or runs/benchmark-quick with --quick)"})
     task: str = field(default="cldr-emoji", metadata={"help": "task card"})
     encoder: str = field(default="embedded", metadata={"help": "'embedded', a hub id or a local HF folder"})
     targets: str = field(default="", metadata={"help": "held-out targets (default: the card's, minus --extra_targets)"})
@@ -173,6 +174,9 @@ class BenchmarkCommand:
     romanize: Literal["auto", "on", "off"] = field(default="auto", metadata={
         "help": "romanise a target's texts for every method (auto: where over 5%% of its tokens are <unk>); "
                 "use another --out per setting"})
+    target_text: str = field(default="none", metadata={
+        "help": "unlabelled target text for every method that can read it (the meta-embedding rows): "
+                "none, or train (the target's training texts, labels unused)"})
     quick: bool = field(default=False, metadata={"help": "smoke run: one target, K in {0,4}, one seed, 2 meta-steps"})
     speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: a deepcopy reference, then one "
                                                           "speed-up at a time up to xmeta's meta-step (and learn2learn), each in its own process"})

@@ -37,6 +37,7 @@ from .data import (
 )
 from .data.readers import read_lines, read_texts
 from .data.sampler import episode_languages
+from .data.preflight import raise_problems, shot_problems
 from .errors import ArgumentError, DataError
 from .distributed import Processes
 from .fileio import atomic_directory, check_output_folder
@@ -251,6 +252,7 @@ def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
             task_language(data, lang, "train", label_map, cmd.model, "--train_file")
         test = _file_language(cmd.test, data, label_map, lang) if cmd.test else \
             task_language(data, lang, "test", label_map, cmd.model, "--test")
+        raise_problems(shot_problems([train], "train", max(shots), f"K={max(shots)} shots"))
         model = load_any(cmd.model, lang=META_ADAPTER)
         model.config.romanize = cmd.romanize or model.config.romanize
         check_fits(train, model, cmd.train_file or task_name(data, cmd.model), cmd.model)
@@ -395,10 +397,11 @@ def reproducing_command(argv: list[str]) -> str:
 
 def benchmark(cmd: BenchmarkCommand) -> int:
     """Every baseline and xmeta variant on the same splits, shots and seeds (cached; re-run to resume)."""
-    from .evaluation.benchmark import Benchmark, plan_from
+    from .evaluation.benchmark import Benchmark
+    from .evaluation.benchmark_plan import plan_from
     from .evaluation.benchmark_report import BenchmarkReport, update_readme
 
-    out = Path(cmd.out)
+    out = Path(cmd.out or ("runs/benchmark-quick" if cmd.quick else "runs/benchmark"))
     if cmd.speed:
         from .evaluation.speed import speed_benchmark, speed_markdown
 
@@ -411,10 +414,13 @@ def benchmark(cmd: BenchmarkCommand) -> int:
     if cmd.update_readme and not Path(cmd.update_readme).is_file():
         raise DataError(f"{cmd.update_readme}: file not found (--update_readme)")
     if not cmd.report_only:
+        raise_problems(bench.preflight())
         bench.run()
     command = reproducing_command(sys.argv[2:] if sys.argv[1:2] == ["benchmark"] else [])
     report = BenchmarkReport(bench, command)
     report.write()
+    print(f"{out}: {len(report.runs)} cells match the current settings; {report.stale} cached under other "
+          "settings (stale) are not reported", file=sys.stderr)
     if cmd.update_readme:
         update_readme(Path(cmd.update_readme), report.markdown())
     print((out / "results.md").read_text(encoding="utf-8"), end="")

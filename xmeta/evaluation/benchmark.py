@@ -2,7 +2,10 @@
 
 Each number is cached as one JSON file per (method, target, K, seed) and each trained model as
 a model folder, so an interrupted run resumes where it stopped and adding a method or a seed
-reuses everything already measured. The report (`benchmark_report`) is rebuilt from the cache.
+reuses everything already measured. Every cached file is named by the fingerprint of what
+determines it (card, rows, encoder weights, flags, budget, shots, test rows, xmeta version), so
+changed settings are recomputed, never served. The report (`benchmark_report`) is rebuilt from
+the cache.
 """
 
 from __future__ import annotations
@@ -11,129 +14,31 @@ import gc
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..arguments import (
-    RESUME_DEFAULT,
-    BenchmarkCommand,
-    DataArguments,
-    EncoderArguments,
-    MetaTrainCommand,
-    int_list,
-    split_list,
-)
+from ..arguments import RESUME_DEFAULT, DataArguments, EncoderArguments, MetaTrainCommand
 from ..coverage import measure_coverage
-from ..data.romanize import romanize_targets
 from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_shot
+from ..data.preflight import episode_problems, shot_problems
+from ..data.romanize import romanize_targets
 from ..encoders import load_encoder, resolve_encoder
-from ..errors import ArgumentError
 from ..fileio import write_json
 from ..meta.batch import LabelledBatch
 from ..meta.trainer import MetaTrainingArguments
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
+from ..version import __version__
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
+from .benchmark_plan import ALL_ROWS, Method, Plan
+from .fingerprint import SHORT, fingerprint, rows_digest, weights_digest
 
-ALL_ROWS = -1  # "K" of the oracle rows: every training row of the target
 SCRATCH = "bench"  # adapter name for one adaptation, dropped after scoring
-
-
-@dataclass(frozen=True)
-class Method:
-    """One row of the benchmark: a baseline or an xmeta variant (its flags as plain data)."""
-
-    name: str
-    kind: str  # probe | joint | joint-ft | target-only | xmeta | oracle
-    description: str
-    encoder_flags: dict = field(default_factory=dict)
-    training_flags: dict = field(default_factory=dict)
-    ablation: bool = False  # scored at the ablation shots only
-    budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
-    by_default: bool = True  # run when --methods is not given
-
-
-METHODS = (
-    Method("probe", "probe", "B4 frozen-encoder probe: logistic regression on mean-pooled features, sources + K target"),
-    Method("joint", "joint", "B1 joint LoRA fine-tuning on all source rows (zero-shot on the target)"),
-    Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
-    Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-fomaml-2x)",
-           ablation=True, budget_scale=2, by_default=False),
-    Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
-    Method("xmeta-fomaml", "xmeta", "xmeta, first-order MAML only"),
-    Method("xmeta-fomaml-2x", "xmeta", "FOMAML with twice the meta-steps (and twice B1's example budget)",
-           ablation=True, budget_scale=2, by_default=False),
-    Method("xmeta+sa", "xmeta", "+ source attention", {"source_attention": "on"}, ablation=True),
-    Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
-    Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
-    Method("xmeta-full", "xmeta", "xmeta full: FOMAML + source attention + meta-embedding + learned inner rates",
-           {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}),
-    Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
-)
-METHOD_NAMES = tuple(m.name for m in METHODS)
-DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)
-
-
-@dataclass
-class Plan:
-    """What one benchmark run measures (the resolved command-line settings)."""
-
-    targets: list[str]
-    extra_targets: list[str]
-    shots: list[int]
-    ablation_shots: list[int]
-    seeds: list[int]
-    methods: list[Method]
-    meta_steps: int
-    meta_batch: int = 4
-    adapt_steps: int = 10
-    test_per_class: int = 25
-    dev_per_class: int = 5
-    probe_per_class: int = 20
-    joint_batch: int = 32
-    oracle_epochs: float = 2.0
-    pseudo_targets: int = 3
-    romanize: str = "auto"  # input preprocessing of the targets, the same for every method
-    tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
-
-    @property
-    def joint_steps(self) -> int:
-        """B1 sees as many examples as meta-training passes through the model: meta-batch ×
-        (3 inner steps on the support + the query) × 8 classes × 4 shots, per meta-step."""
-        return self.meta_steps * self.meta_batch * (3 + 1) * 8 * 4 // self.joint_batch
-
-    def shots_for(self, method: Method) -> list[int]:
-        if method.kind == "joint":
-            return [0]
-        if method.kind == "oracle":
-            return [ALL_ROWS]
-        shots = self.ablation_shots if method.ablation else self.shots
-        if method.kind == "probe":  # cheap, and the issue's reference point: the probe with every target row
-            return [*shots, ALL_ROWS]
-        return [k for k in shots if not (k == 0 and method.kind == "target-only")]
-
-
-def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
-    extra = split_list(cmd.extra_targets, "--extra_targets")
-    targets = split_list(cmd.targets, "--targets") if cmd.targets else [t for t in card_targets if t not in extra]
-    names = split_list(cmd.methods, "--methods") if cmd.methods else list(DEFAULT_METHOD_NAMES)
-    unknown = [n for n in names if n not in METHOD_NAMES]
-    if unknown:
-        raise ArgumentError(f"--methods: unknown method {unknown[0]!r} (choose from {', '.join(METHOD_NAMES)})")
-    if cmd.seeds < 1:
-        raise ArgumentError(f"--seeds must be at least 1 (got {cmd.seeds})")
-    plan = Plan(targets=targets, extra_targets=extra, shots=int_list(cmd.shots, "--shots"),
-                ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
-                methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
-                test_per_class=cmd.test_per_class, romanize=cmd.romanize)
-    if cmd.quick:
-        plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
-                       meta_steps=1, adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
-                       oracle_epochs=0.1, pseudo_targets=1, tuning_grid={"joint-ft": [0.1], "target-only": [0.3]})
-    return plan
+JOINT_LR = 1e-3  # AdamW rate of B1 and the oracle
+PROBE_C_GRID = (0.01, 0.1, 1.0)
 
 
 def stratified_rows(task: LanguageTask, per_class: int, seed: int) -> list[int]:
@@ -158,50 +63,136 @@ def write_record(path: Path, obj: dict) -> None:
 
 
 class Benchmark:
-    """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models)."""
+    """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models), every
+    file named by the fingerprint of its settings."""
 
     def __init__(self, plan: Plan, out: Path, task: str, encoder: str) -> None:
         self.plan, self.out, self.task, self.encoder = plan, out, task, encoder
         self.card = load_task_card(task)
         self.labels = list(self.card.labels)
         self.langs = plan.targets + plan.extra_targets
-        self.train = load_language_tasks(self.card, self.langs, "train")
-        test = load_language_tasks(self.card, self.langs, "test")
-        self.test_rows = {lang: stratified_rows(test[lang], plan.test_per_class, seed=0) for lang in self.langs}
-        self.test = {lang: test[lang].subset(rows) for lang, rows in self.test_rows.items()}
-        self.romanized = romanize_targets(self.train, self.test, plan.romanize, encoder)
         self.sources = list(self.card.sources)
-        self._source_train: dict[str, LanguageTask] | None = None
-        self._source_dev: dict[str, LanguageTask] | None = None
+        self.train = load_language_tasks(self.card, self.langs, "train")
+        self.full_test = load_language_tasks(self.card, self.langs, "test")
+        self.test_rows = {lang: stratified_rows(self.full_test[lang], plan.test_per_class, seed=0) for lang in self.langs}
+        self.test = {lang: self.full_test[lang].subset(rows) for lang, rows in self.test_rows.items()}
+        self.romanized = romanize_targets(self.train, self.test, plan.romanize, encoder)
+        self.source_train = load_language_tasks(self.card, self.sources, "train")
+        self.source_dev = load_language_tasks(self.card, self.sources, "dev")
+        self.identity = {"xmeta": __version__, "card": self.card.path.read_text(encoding="utf-8"), "encoder": encoder,
+                         "weights": weights_digest(resolve_encoder(encoder).name_or_path),
+                         "source_rows": rows_digest({**{f"train/{k}": v for k, v in self.source_train.items()},
+                                                     **{f"dev/{k}": v for k, v in self.source_dev.items()}})}
+        self.target_rows = {lang: rows_digest({"train": self.train[lang], "test": self.test[lang]}) for lang in self.langs}
+
+    # -------------------------------------------------------------- preflight
+    def tuning_langs(self) -> list[str]:
+        """The source languages whose dev rows tune the baselines' adaptation (pseudo-targets)."""
+        return self.sources[:: max(1, len(self.sources) // self.plan.pseudo_targets)][: self.plan.pseudo_targets]
+
+    def preflight(self) -> list[str]:
+        """Every data shortfall the planned runs would meet, found before any training."""
+        kinds = {m.kind for m in self.plan.methods}
+        problems = []
+        if "xmeta" in kinds:
+            problems += episode_problems(self.source_train, self.source_dev, k_shot=self.plan.k_shot,
+                                         k_query=self.plan.k_query, n_way=0, meta_batch=self.plan.meta_batch,
+                                         dev_episodes=self.dev_episodes)
+        if kinds & set(self.plan.tuning_grid):
+            k = self.plan.tuning_k
+            problems += shot_problems([self.source_dev[lang] for lang in self.tuning_langs()], "dev", k + 1,
+                                      f"adaptation tuning (K={k} shots + held-out rows)")
+        max_k = max((k for m in self.plan.methods for k in self.plan.shots_for(m) if k != ALL_ROWS), default=0)
+        problems += shot_problems(self.train.values(), "train", max_k, f"K={max_k} shots")
+        problems += shot_problems(self.full_test.values(), "test", 1, "macro-F1 over every label")
+        return problems
+
+    @property
+    def dev_episodes(self) -> int:
+        """Meta-training draws its dev episodes from distinct source languages (unused: eval_every=0)."""
+        return min(MetaTrainingArguments.dev_episodes, len(self.sources))
+
+    # ---------------------------------------------------------- fingerprints
+    def n_way(self) -> int:
+        return len(self.labels)
+
+    def model_settings(self, method: Method) -> dict:
+        """What determines the model (or probe setup) a method's cells are scored with."""
+        p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps, "seed": 0}
+        if method.kind in ("joint", "joint-ft", "oracle"):
+            scale = 1 if method.kind == "oracle" else method.budget_scale
+            return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way()) * scale, "batch": p.joint_batch,
+                    "lr": JOINT_LR, "dev_per_class": p.dev_per_class}
+        if method.kind == "xmeta":
+            return {**base, "kind": "xmeta", "meta_steps": p.meta_steps * method.budget_scale,
+                    "meta_batch": p.meta_batch, "k_shot": p.k_shot, "k_query": p.k_query,
+                    "inner_steps": p.inner_steps, "flags": {**method.encoder_flags, **method.training_flags}}
+        if method.kind == "probe":
+            return {**base, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
+                    "c_grid": PROBE_C_GRID}
+        return {**base, "kind": method.kind}
+
+    def model_fingerprint(self, method: Method) -> str:
+        return fingerprint(self.model_settings(method))
+
+    def tuning_fingerprint(self, method: Method) -> str | None:
+        if method.kind not in self.plan.tuning_grid:
+            return None
+        return fingerprint({"model": self.model_fingerprint(method), "lr": self.plan.tuning_grid[method.kind],
+                            "steps": self.plan.tuning_steps, "pseudo_targets": self.tuning_langs(),
+                            "k": self.plan.tuning_k})
+
+    def tuning_file(self, method: Method) -> Path:
+        return self.out / "cache" / method.name / f"tuning-{self.tuning_fingerprint(method)[:SHORT]}.json"
+
+    def cell_settings(self, method: Method, lang: str, k: int, seed: int) -> dict:
+        """What determines one number: the model, its tuning, the shots and test rows it saw."""
+        shots = self.shots(lang, k, seed) if k not in (0, ALL_ROWS) else []
+        return {"method": method.name, "model": self.model_fingerprint(method),
+                "tuning": self.tuning_fingerprint(method), "lang": lang, "k": k, "seed": seed,
+                "target_rows": self.target_rows[lang],
+                "shot_items": self.item_ids(lang, shots), "test_items": self.test_items(lang),
+                "target_text": self.plan.target_text if method.reads_target_text else "none",
+                "oracle_epochs": self.plan.oracle_epochs if method.kind == "oracle" else None}
+
+    def cell_fingerprint(self, method: Method, lang: str, k: int, seed: int) -> str:
+        return fingerprint(self.cell_settings(method, lang, k, seed))
 
     # ------------------------------------------------------------------ cache
-    def cache_file(self, method: str, lang: str, k: int, seed: int) -> Path:
-        return self.out / "cache" / method / lang / f"k{'all' if k == ALL_ROWS else k}-s{seed}.json"
+    def cell_stem(self, method: str, lang: str, k: int, seed: int) -> Path:
+        """The cell's path without its fingerprint: every version of the cell starts with it."""
+        return self.out / "cache" / method / lang / f"k{'all' if k == ALL_ROWS else k}-s{seed}"
 
-    def record(self, method: str, lang: str, k: int, seed: int, scores: dict, **extra: object) -> None:
-        write_record(self.cache_file(method, lang, k, seed), {"method": method, "lang": lang, "k": k, "seed": seed,
-                                                              **scores, **extra})
+    def cache_file(self, method: Method, lang: str, k: int, seed: int) -> Path:
+        stem = self.cell_stem(method.name, lang, k, seed)
+        return stem.with_name(f"{stem.name}-{self.cell_fingerprint(method, lang, k, seed)[:SHORT]}.json")
+
+    def record(self, method: Method, lang: str, k: int, seed: int, scores: dict, **extra: object) -> None:
+        settings = self.cell_settings(method, lang, k, seed)
+        write_record(self.cache_file(method, lang, k, seed), {
+            "method": method.name, "lang": lang, "k": k, "seed": seed, **scores, **extra,
+            "fingerprint": fingerprint(settings), "model_fingerprint": settings["model"],
+            "target_text": settings["target_text"], "shot_items": settings["shot_items"],
+            "test_items": settings["test_items"]})
+
+    def cells(self, method: Method, lang: str) -> list[tuple[int, int]]:
+        """The (K, seed) runs of a method on a target (K=0 and all-rows runs need one seed)."""
+        return [(k, s) for k in self.plan.shots_for(method)
+                for s in (self.plan.seeds[:1] if k in (0, ALL_ROWS) else self.plan.seeds)]
 
     def pending(self, method: Method, lang: str) -> list[tuple[int, int]]:
-        runs = [(k, s) for k in self.plan.shots_for(method) for s in (self.plan.seeds[:1] if k in (0, ALL_ROWS) else self.plan.seeds)]
-        return [(k, s) for k, s in runs if not self.cache_file(method.name, lang, k, s).exists()]
+        return [(k, s) for k, s in self.cells(method, lang) if not self.cache_file(method, lang, k, s).exists()]
 
-    def train_record(self, method: str) -> Path:
-        return self.out / "cache" / method / "train.json"
+    def model_name(self, method: Method) -> str:
+        """The trained model (and train record) a method's cells use: B2 and the oracle build on B1."""
+        if method.kind in ("joint", "joint-ft", "oracle"):
+            return self.joint_name(1 if method.kind == "oracle" else method.budget_scale)
+        return method.name
+
+    def train_record(self, method: Method) -> Path:
+        return self.out / "cache" / self.model_name(method) / f"train-{self.model_fingerprint(method)[:SHORT]}.json"
 
     # ------------------------------------------------------------------- data
-    @property
-    def source_train(self) -> dict[str, LanguageTask]:
-        if self._source_train is None:
-            self._source_train = load_language_tasks(self.card, self.sources, "train")
-        return self._source_train
-
-    @property
-    def source_dev(self) -> dict[str, LanguageTask]:
-        if self._source_dev is None:
-            self._source_dev = load_language_tasks(self.card, self.sources, "dev")
-        return self._source_dev
-
     def shots(self, lang: str, k: int, seed: int) -> list[int]:
         return list(range(len(self.train[lang]))) if k == ALL_ROWS else sample_k_shot(self.train[lang], k, seed)
 
@@ -248,15 +239,15 @@ class Benchmark:
         for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.name, unit="K,seed", dynamic_ncols=True):
             for lang in [lang for lang in self.langs if (k, seed) in todo[lang]]:
                 if k == 0:
-                    self.record(method.name, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
+                    self.record(method, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
                 rows = self.shots(lang, k, seed)
-                view = self.target_view_options(model, lang)
+                view = self.target_view_options(method, model, lang)
                 result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed, **options, **view)
                 scores = score_batch(model, test_batch(lang), SCRATCH)
                 model.drop_language(SCRATCH)
-                self.record(method.name, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
-                            target_view=bool(view), shot_items=self.item_ids(lang, rows))
+                self.record(method, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
+                            target_view=bool(view), adapt=options)
 
     def item_ids(self, lang: str, rows: list[int]) -> list[str] | list[int]:
         """Shot sets are saved as item (emoji) ids, which name the same rows in any later run."""
@@ -268,55 +259,57 @@ class Benchmark:
         return self.test_rows[lang] if ids is None else ids
 
     def adapt_options(self, method: Method, model) -> dict:
-        """Adaptation settings: xmeta uses what it meta-learned; baselines get a learning rate
-        tuned on held-out source data (see `tune_lr`)."""
-        options = {"steps": self.plan.adapt_steps}
+        """Adaptation settings: xmeta uses what it meta-learned; baselines get a learning rate and
+        a number of steps tuned on held-out source data (see `tune_adaptation`)."""
         if method.kind in self.plan.tuning_grid:
-            options["lr"] = self.tune_lr(method, model)
-        return options
+            return self.tune_adaptation(method, model)
+        return {"steps": self.plan.adapt_steps}
 
-    def target_view_options(self, model, lang: str) -> dict:
-        """What `xmeta coverage` recommends: with the meta-embedding on, a language the vocabulary
-        covers poorly also gets its own target view, a unigram model of its unlabelled text (the
-        texts of its training split, labels unused)."""
-        if not model.config.meta_embedding:
+    def target_view_options(self, method: Method, model, lang: str) -> dict:
+        """With ``--target_text train``, what `xmeta coverage` recommends: with the meta-embedding
+        on, a language the vocabulary covers poorly also gets its own target view, a unigram model
+        of its unlabelled text (the texts of its training split, labels unused)."""
+        if self.plan.target_text != "train" or not method.reads_target_text:
             return {}
         texts = self.train[lang].texts
         if not measure_coverage(model.tokenizer, lang, texts).poorly_covered:
             return {}
         return {"train_meta_embedding": True, "target_text": texts}
 
-    def tune_lr(self, method: Method, model) -> float:
-        """Pick the adaptation rate on source dev data only: K=4 shots of a few source languages'
-        dev rows, scored on the rest of their dev rows."""
-        record = self.out / "cache" / method.name / "tuning.json"
+    def tune_adaptation(self, method: Method, model) -> dict:
+        """Pick the adaptation rate and steps on source dev data only: K shots of a few source
+        languages' dev rows, scored on the rest of their dev rows (B2 and B3 alike)."""
+        record = self.tuning_file(method)
         if record.exists():
-            return json.loads(record.read_text())["lr"]
-        langs = self.sources[:: max(1, len(self.sources) // self.plan.pseudo_targets)][: self.plan.pseudo_targets]
+            choice = json.loads(record.read_text())
+            return {"lr": choice["lr"], "steps": choice["steps"]}
         table = {}
         for lr in self.plan.tuning_grid[method.kind]:
-            scores = []
-            for lang in langs:
-                dev = self.source_dev[lang]
-                rows = sample_k_shot(dev, 4, seed=0)
-                rest = [i for i in range(len(dev)) if i not in set(rows)]
-                model.adapt(self.examples(dev, rows), lang=SCRATCH, steps=self.plan.adapt_steps, lr=lr, seed=0)
-                with torch.inference_mode():
-                    held = LabelledBatch.build(model, [dev.texts[i] for i in rest], [dev.labels[i] for i in rest])
-                scores.append(score_batch(model, held, SCRATCH)["macro_f1"])
-                model.drop_language(SCRATCH)
-            table[lr] = float(np.mean(scores))
-        best = max(table, key=table.get)
-        write_record(record, {"lr": best, "dev_macro_f1": table, "pseudo_targets": langs, "k": 4})
-        return best
+            for steps in self.plan.tuning_steps:
+                scores = []
+                for lang in self.tuning_langs():
+                    dev = self.source_dev[lang]
+                    rows = sample_k_shot(dev, self.plan.tuning_k, seed=0)
+                    rest = [i for i in range(len(dev)) if i not in set(rows)]
+                    model.adapt(self.examples(dev, rows), lang=SCRATCH, steps=steps, lr=lr, seed=0)
+                    with torch.inference_mode():
+                        held = LabelledBatch.build(model, [dev.texts[i] for i in rest], [dev.labels[i] for i in rest])
+                    scores.append(score_batch(model, held, SCRATCH)["macro_f1"])
+                    model.drop_language(SCRATCH)
+                table[(lr, steps)] = float(np.mean(scores))
+        lr, steps = max(table, key=table.get)
+        write_record(record, {"lr": lr, "steps": steps, "fingerprint": self.tuning_fingerprint(method),
+                              "dev_macro_f1": [{"lr": a, "steps": b, "macro_f1": f} for (a, b), f in table.items()],
+                              "pseudo_targets": self.tuning_langs(), "k": self.plan.tuning_k})
+        return {"lr": lr, "steps": steps}
 
     # ----------------------------------------------------------------- models
-    def model_dir(self, name: str) -> Path:
-        return self.out / "models" / name
+    def model_dir(self, method: Method) -> Path:
+        return self.out / "models" / f"{self.model_name(method)}-{self.model_fingerprint(method)[:SHORT]}"
 
     def model_for(self, method: Method):
         if method.kind in ("joint", "joint-ft"):
-            return XMetaForSequenceClassification.from_pretrained(self.joint_model(method.budget_scale))
+            return XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
         if method.kind == "target-only":
             torch.manual_seed(0)
             return self.fresh_model()
@@ -331,20 +324,22 @@ class Benchmark:
         """Meta-train through the same code as `xmeta meta-train` (resuming its checkpoint)."""
         from ..commands import meta_train
 
-        out = self.model_dir(method.name)
+        out = self.model_dir(method)
         if (out / "config.json").exists():
             return out
         resume = RESUME_DEFAULT if Path(f"{out}.checkpoint").exists() else ""
         cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.adapt_steps, overwrite=True, resume=resume)
-        steps = self.plan.meta_steps * method.budget_scale
-        training = MetaTrainingArguments(steps=steps, meta_batch=self.plan.meta_batch, eval_every=0,
-                                         checkpoint_every=10, seed=0, **method.training_flags)
+        settings = self.model_settings(method)
+        training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
+                                         k_shot=self.plan.k_shot, k_query=self.plan.k_query,
+                                         inner_steps=self.plan.inner_steps, eval_every=0, checkpoint_every=10,
+                                         dev_episodes=self.dev_episodes, seed=0, **method.training_flags)
         start = time.perf_counter()
         meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                    training)
-        write_record(self.train_record(method.name), {"seconds": round(time.perf_counter() - start, 1),
-                                                    "meta_steps": steps, "resumed": bool(resume),
-                                                    "flags": {**method.encoder_flags, **method.training_flags}})
+        write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
+                                                 "meta_steps": settings["meta_steps"], "resumed": bool(resume),
+                                                 "flags": settings["flags"], "fingerprint": fingerprint(settings)})
         return out
 
     @staticmethod
@@ -352,10 +347,9 @@ class Benchmark:
         """The B1 model (and its train record) a method with this budget builds on."""
         return "joint" if budget_scale == 1 else f"joint-{budget_scale}x"
 
-    def joint_model(self, budget_scale: int = 1) -> Path:
+    def joint_model(self, method: Method) -> Path:
         """B1: the adapter trained on every source row, selected on source dev rows."""
-        name = self.joint_name(budget_scale)
-        out = self.model_dir(name)
+        out = self.model_dir(method)
         if (out / "config.json").exists():
             return out
         torch.manual_seed(0)
@@ -363,12 +357,14 @@ class Benchmark:
         texts = [t for task in self.source_train.values() for t in task.texts]
         labels = [y for task in self.source_train.values() for y in task.labels]
         dev = self.source_dev_batch(model)
-        steps = self.plan.joint_steps * budget_scale
-        result = supervised_finetune(model, texts, labels, steps=steps, batch_size=self.plan.joint_batch, lr=1e-3,
+        settings = self.model_settings(method)
+        steps = settings["steps"]
+        result = supervised_finetune(model, texts, labels, steps=steps, batch_size=self.plan.joint_batch, lr=JOINT_LR,
                                      dev=lambda: score_batch(model, dev, META_ADAPTER)["accuracy"],
                                      eval_every=max(1, steps // 8), desc="joint (B1)")
         model.save_pretrained(out)
-        write_record(self.train_record(name), {"seconds": round(result.seconds, 1), **asdict(result)})
+        write_record(self.train_record(method), {"seconds": round(result.seconds, 1), **asdict(result),
+                                                 "fingerprint": fingerprint(settings)})
         return out
 
     def source_dev_batch(self, model) -> LabelledBatch:
@@ -378,17 +374,17 @@ class Benchmark:
 
     def run_oracle(self, method: Method) -> None:
         """B1 fine-tuned on all of the target's training rows (AdamW, fixed epochs: no target dev data)."""
-        model = XMetaForSequenceClassification.from_pretrained(self.joint_model())
+        model = XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
         for lang, todo in self.progress(method):
             task = self.train[lang]
             model.start_language(SCRATCH)
             steps = max(1, int(self.plan.oracle_epochs * len(task) / self.plan.joint_batch))
             result = supervised_finetune(model, task.texts, task.labels, steps=steps, batch_size=self.plan.joint_batch,
-                                         lr=1e-3, seed=0, desc=f"oracle {lang}")
+                                         lr=JOINT_LR, seed=0, desc=f"oracle {lang}")
             scores = score_batch(model, self.test_batch(model, lang), SCRATCH)
             model.drop_language(SCRATCH)
             for k, seed in todo:
-                self.record(method.name, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
+                self.record(method, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
                             train_rows=len(task))
 
     def run_probe(self, method: Method) -> None:
@@ -411,14 +407,14 @@ class Benchmark:
                 fit_start = time.perf_counter()
                 classifier = probe.fit(x, y, c, weights)
                 scores = probe.score(classifier, test_x, self.test[lang].labels)
-                self.record(method.name, lang, k, seed, scores, adapt_seconds=round(time.perf_counter() - fit_start, 3),
-                            shot_items=self.item_ids(lang, ids) if k != ALL_ROWS else [])
-        write_record(self.train_record(method.name), {"seconds": round(time.perf_counter() - start, 1), "C": c,
-                                                    "source_rows": len(src_y)})
+                self.record(method, lang, k, seed, scores, adapt_seconds=round(time.perf_counter() - fit_start, 3))
+        write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1), "C": c,
+                                                 "source_rows": len(src_y),
+                                                 "fingerprint": self.model_fingerprint(method)})
 
     def tune_probe(self, probe: FrozenEncoderProbe, x: np.ndarray, y: list[int]) -> float:
         """Regularisation strength chosen on source dev rows."""
         dev_texts, dev_y = pooled_sample(self.source_dev, self.plan.dev_per_class)
         dev_x = probe.features(dev_texts)
-        grid = {c: probe.score(probe.fit(x, y, c), dev_x, dev_y)["macro_f1"] for c in (0.01, 0.1, 1.0)}
+        grid = {c: probe.score(probe.fit(x, y, c), dev_x, dev_y)["macro_f1"] for c in PROBE_C_GRID}
         return max(grid, key=grid.get)

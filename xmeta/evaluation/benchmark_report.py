@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..fileio import write_json  # noqa: E402
 from ..version import __version__  # noqa: E402
-from .benchmark import ALL_ROWS, Benchmark, Method  # noqa: E402
+from .benchmark import Benchmark  # noqa: E402
+from .benchmark_plan import ALL_ROWS, Method  # noqa: E402
 
 README_START = "<!-- benchmark:start -->"
 README_END = "<!-- benchmark:end -->"
@@ -43,14 +44,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 class BenchmarkReport:
-    """Aggregates: per method and K, the mean over targets for each seed, then mean ± std over seeds."""
+    """Aggregates: per method and K, the mean over targets for each seed, then mean ± std over seeds.
+
+    Only cells whose fingerprint matches the current settings are read; cached versions of the
+    same (method, target, K, seed) made under other settings are counted as ``stale``, never used."""
 
     def __init__(self, bench: Benchmark, command: str) -> None:
         self.bench, self.plan, self.command = bench, bench.plan, command
-        self.runs = [json.loads(p.read_text()) for p in sorted((bench.out / "cache").glob("*/*/k*-s*.json"))]
-        wanted = {m.name for m in self.plan.methods}
-        seeds = set(self.plan.seeds)  # a cache may hold more seeds than this report's plan
-        self.runs = [r for r in self.runs if r["method"] in wanted and r["lang"] in bench.langs and r["seed"] in seeds]
+        self.runs, self.stale = [], 0
+        for method in self.plan.methods:
+            for lang in bench.langs:
+                for k, seed in bench.cells(method, lang):
+                    path = bench.cache_file(method, lang, k, seed)
+                    if path.exists():
+                        self.runs.append(json.loads(path.read_text()))
+                    stem = bench.cell_stem(method.name, lang, k, seed)
+                    self.stale += sum(p != path for p in stem.parent.glob(f"{stem.name}*.json"))
         self.cell: dict[tuple[str, str, int], dict[int, dict]] = defaultdict(dict)  # (method, lang, k) -> seed -> run
         for r in self.runs:
             self.cell[(r["method"], r["lang"], r["k"])][r["seed"]] = r
@@ -72,8 +81,7 @@ class BenchmarkReport:
         return _mean_std([r["macro_f1"] for r in runs.values()]) if runs else None
 
     def train_seconds(self, method: Method) -> float | None:
-        name = self.bench.joint_name(method.budget_scale) if method.kind in ("joint-ft", "oracle") else method.name
-        path = self.bench.train_record(name)
+        path = self.bench.train_record(method)
         return json.loads(path.read_text())["seconds"] if path.exists() else None
 
     def adapt_seconds(self, method: str, k: int) -> float | None:
@@ -119,7 +127,9 @@ class BenchmarkReport:
         parts = [
             f"Macro-F1, mean over the {len(p.targets)} held-out targets ({', '.join(p.targets)}); ± is the std over "
             f"{len(p.seeds)} shot seeds of that mean (K=0 and all-rows runs are deterministic: one run). "
-            f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only.\n\n",
+            f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only. "
+            f"Unlabelled target text (`--target_text`): {p.target_text}"
+            f"{' (read by the meta-embedding rows)' if p.target_text == 'train' else ''}.\n\n",
             self.headline(p.targets),
         ]
         if p.extra_targets:
@@ -148,7 +158,8 @@ class BenchmarkReport:
         ax.set_ylabel(f"macro-F1, mean over {len(self.plan.targets)} targets")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small", ncol=2)
+        if ax.get_legend_handles_labels()[0]:  # a report of an empty cache has no lines
+            ax.legend(fontsize="small", ncol=2)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -173,12 +184,14 @@ class BenchmarkReport:
         p = self.plan
         settings = {k: v for k, v in asdict(p).items() if k != "methods"}
         tuning = {m.name: json.loads(f.read_text()) for m in p.methods
-                  if (f := self.bench.out / "cache" / m.name / "tuning.json").exists()}
+                  if m.kind in p.tuning_grid and (f := self.bench.tuning_file(m)).exists()}
+        identity = {k: v for k, v in self.bench.identity.items() if k != "card"}
+        self.bench.out.mkdir(parents=True, exist_ok=True)  # --report_only of a folder never run
         write_json(self.bench.out / "results.json", {
             "command": self.command, "task": self.bench.task, "encoder": self.bench.encoder, "settings": settings,
             "versions": versions(), "sources": self.bench.sources, "tuning": tuning,
-            "test_items": {lang: self.bench.test_items(lang) for lang in self.bench.langs},
-            "summary": self.summary(), "runs": self.runs})
+            "fingerprints": {**identity, "models": {m.name: self.bench.model_fingerprint(m) for m in p.methods}},
+            "stale_cells": self.stale, "summary": self.summary(), "runs": self.runs})
         (self.bench.out / "results.md").write_text(self.markdown(), encoding="utf-8")
         self.plot(self.bench.out / "accuracy_vs_shots.png")
 

@@ -1,0 +1,120 @@
+"""What `xmeta benchmark` measures: its rows (methods) and the resolved settings of one run (plan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..arguments import BenchmarkCommand, int_list, split_list
+from ..errors import ArgumentError
+from ..meta.trainer import MetaTrainingArguments
+
+ALL_ROWS = -1  # "K" of the oracle rows: every training row of the target
+TARGET_TEXT = ("none", "train")  # unlabelled target text given to every method that can use it
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the benchmark: a baseline or an xmeta variant (its flags as plain data)."""
+
+    name: str
+    kind: str  # probe | joint | joint-ft | target-only | xmeta | oracle
+    description: str
+    encoder_flags: dict = field(default_factory=dict)
+    training_flags: dict = field(default_factory=dict)
+    ablation: bool = False  # scored at the ablation shots only
+    budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
+    by_default: bool = True  # run when --methods is not given
+
+    @property
+    def reads_target_text(self) -> bool:
+        """Only a meta-embedding can use unlabelled target text (its per-language target view)."""
+        return self.encoder_flags.get("meta_embedding") == "on"
+
+
+METHODS = (
+    Method("probe", "probe", "B4 frozen-encoder probe: logistic regression on mean-pooled features, sources + K target"),
+    Method("joint", "joint", "B1 joint LoRA fine-tuning on all source rows (zero-shot on the target)"),
+    Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
+    Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-fomaml-2x)",
+           ablation=True, budget_scale=2, by_default=False),
+    Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
+    Method("xmeta-fomaml", "xmeta", "xmeta, first-order MAML only"),
+    Method("xmeta-fomaml-2x", "xmeta", "FOMAML with twice the meta-steps (and twice B1's example budget)",
+           ablation=True, budget_scale=2, by_default=False),
+    Method("xmeta+sa", "xmeta", "+ source attention", {"source_attention": "on"}, ablation=True),
+    Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
+    Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
+    Method("xmeta-full", "xmeta", "xmeta full: FOMAML + source attention + meta-embedding + learned inner rates",
+           {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}),
+    Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
+)
+METHOD_NAMES = tuple(m.name for m in METHODS)
+DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)
+
+
+@dataclass
+class Plan:
+    """What one benchmark run measures (the resolved command-line settings)."""
+
+    targets: list[str]
+    extra_targets: list[str]
+    shots: list[int]
+    ablation_shots: list[int]
+    seeds: list[int]
+    methods: list[Method]
+    meta_steps: int
+    target_text: str = "none"  # none | train: unlabelled target training texts for methods that read them
+    meta_batch: int = MetaTrainingArguments.meta_batch
+    k_shot: int = MetaTrainingArguments.k_shot  # the meta-training episode shape
+    k_query: int = MetaTrainingArguments.k_query
+    inner_steps: int = MetaTrainingArguments.inner_steps
+    adapt_steps: int = 10
+    test_per_class: int = 25
+    dev_per_class: int = 5
+    probe_per_class: int = 20
+    joint_batch: int = 32
+    oracle_epochs: float = 2.0
+    pseudo_targets: int = 3
+    romanize: str = "auto"  # input preprocessing of the targets, the same for every method
+    tuning_k: int = 4  # shots per class of the tuning's pseudo-targets (source dev rows)
+    tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
+    tuning_steps: list[int] = field(default_factory=lambda: [10, 30])  # adaptation steps tried with every lr
+
+    def joint_steps(self, n_way: int) -> int:
+        """B1 sees as many examples as meta-training passes through the model per meta-step:
+        meta-batch × n_way classes × (inner steps × k_shot support rows + k_query query rows)."""
+        per_meta_step = self.meta_batch * n_way * (self.inner_steps * self.k_shot + self.k_query)
+        return max(1, self.meta_steps * per_meta_step // self.joint_batch)
+
+    def shots_for(self, method: Method) -> list[int]:
+        if method.kind == "joint":
+            return [0]
+        if method.kind == "oracle":
+            return [ALL_ROWS]
+        shots = self.ablation_shots if method.ablation else self.shots
+        if method.kind == "probe":  # cheap, and the issue's reference point: the probe with every target row
+            return [*shots, ALL_ROWS]
+        return [k for k in shots if not (k == 0 and method.kind == "target-only")]
+
+
+def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
+    extra = split_list(cmd.extra_targets, "--extra_targets")
+    targets = split_list(cmd.targets, "--targets") if cmd.targets else [t for t in card_targets if t not in extra]
+    names = split_list(cmd.methods, "--methods") if cmd.methods else list(DEFAULT_METHOD_NAMES)
+    unknown = [n for n in names if n not in METHOD_NAMES]
+    if unknown:
+        raise ArgumentError(f"--methods: unknown method {unknown[0]!r} (choose from {', '.join(METHOD_NAMES)})")
+    if cmd.seeds < 1:
+        raise ArgumentError(f"--seeds must be at least 1 (got {cmd.seeds})")
+    if cmd.target_text not in TARGET_TEXT:
+        raise ArgumentError(f"--target_text must be one of {', '.join(TARGET_TEXT)} (got {cmd.target_text!r})")
+    plan = Plan(targets=targets, extra_targets=extra, shots=int_list(cmd.shots, "--shots"),
+                ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
+                methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
+                target_text=cmd.target_text, test_per_class=cmd.test_per_class, romanize=cmd.romanize)
+    if cmd.quick:
+        plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
+                       meta_steps=1, adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
+                       oracle_epochs=0.1, pseudo_targets=1, tuning_grid={"joint-ft": [0.1], "target-only": [0.3]},
+                       tuning_steps=[2])
+    return plan
