@@ -20,8 +20,9 @@ def argv(train, encoder, out, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("model_flags", [[], ["--source_attention", "on", "--lora_layers", "1"], ["--learn_inner_lr"],
-                                         ["--meta_embedding", "on", "--lora_layers", "1"]],
-                         ids=["plain", "attention", "inner-rates", "meta-embedding"])
+                                         ["--meta_embedding", "on", "--lora_layers", "1"],
+                                         ["--prototype_head", "on", "--init", "joint", "--joint_steps", "3"]],
+                         ids=["plain", "attention", "inner-rates", "meta-embedding", "prototype-warm-start"])
 def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, toy_jsonl, monkeypatch, capsys, model_flags):
     train = toy_jsonl(["aa", "bb", "cc"], per_class=8)
     assert main(argv(train, tiny_encoder_dir, tmp_path / "whole", *model_flags)) == 0

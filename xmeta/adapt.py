@@ -40,8 +40,9 @@ def adapt_language(
     """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
     Uses the same SGD inner loop the model was meta-trained with (same learning rate, or the
-    learned per-group rates unless ``lr`` is given), for ``config.adapt_steps`` steps unless told
-    otherwise: θ was learned to be a good start for exactly this procedure.
+    learned per-group rates unless ``lr`` is given; with ``config.prototype_head``, the head starts from
+    the examples' class prototypes), for ``config.adapt_steps`` steps unless told otherwise: θ was
+    learned to be a good start for exactly this procedure.
 
     ``train_meta_embedding`` (default ``config.meta_embedding_adapt``) gives ``lang`` its own target
     view of the meta-embedding, a unigram model trained on the examples' text plus ``target_text``
@@ -86,7 +87,8 @@ def adapt_language(
         attach_target_view(model, lang, romanize_texts(view_text) if romanized else view_text)
     model.train()
     batch = LabelledBatch.build(model, texts, labels, language=language)
-    fast = InnerLoop(lr=lr, steps=steps, rates=rates, progress=f"adapt {lang}").run(model, batch)
+    fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
+                     progress=f"adapt {lang}").run(model, batch)
     params = model.fast_parameters()
     with torch.no_grad():
         for name, value in fast.items():

@@ -49,7 +49,7 @@ class EncoderArguments:
     encoder: str = field(default="embedded", metadata={"help": "'embedded' (multilingual-e5-small), a hub id or a local HF folder"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on LoRA's input in training and adaptation"})
     max_length: int = field(default=64, metadata={"help": "longest input in tokens"})
     lora_layers: int = field(default=4, metadata={"help": "LoRA in the top N encoder layers (0: all)"})
     source_attention: Literal["on", "off"] = field(
@@ -60,6 +60,8 @@ class EncoderArguments:
     romanize: Literal["auto", "on", "off"] = field(
         default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5%% of its "
                                           "tokens are <unk>; decided once per language and kept in the model"})
+    prototype_head: Literal["on", "off"] = field(
+        default="off", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes"})
 
     def validate(self) -> None:
         if self.lora_layers < 0:

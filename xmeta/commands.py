@@ -44,6 +44,7 @@ from .fileio import atomic_directory, check_output_folder
 from .meta.bank import finalize_bank, init_source_keys
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
 from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
+from .meta.warm_start import JointWarmStart
 from .data.tagging import CONLL_SUFFIXES, CONLLU_SUFFIXES, TagColumns, read_tagged_file
 from .data.tagging_task import SentenceEpisodeSampler, TaggingTask, tagging_tasks_from_dataset
 from .modeling import META_ADAPTER, XMetaForSequenceClassification, XMetaForTokenClassification
@@ -171,17 +172,24 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
         meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
+        prototype_head=enc.prototype_head == "on",
     )
     model.config.romanized_languages = [lang for lang, task in tasks.items()
                                         if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
     if model.source_transfer is not None:
         init_source_keys(model, tasks)
+    warm_start = None
+    if train.init == "joint" and not cmd.resume:  # a resumed run finds the stage's θ and record in its checkpoint
+        warm_start = JointWarmStart(steps=train.joint_steps, seed=train.seed).run(model, tasks, dev_tasks)
     processes = Processes.start()
     try:
         trainer = MetaTrainer(model, sampler, train, dev_sampler, processes)
         checkpoint = Path(f"{cmd.out}.checkpoint")
         if cmd.resume:
             trainer.resume(checkpoint if cmd.resume == RESUME_DEFAULT else Path(cmd.resume))
+        elif warm_start is not None:
+            trainer.warm_start = warm_start
+            trainer.checkpoint(checkpoint)  # step 0: the joint stage is never run twice
         history = trainer.train(checkpoint_dir=checkpoint)
     finally:
         processes.close()
@@ -189,7 +197,10 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         return 0
     if model.source_transfer is not None:
         finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
-    model.config.scores = {"dev": {"episode_accuracy": round(history[-1].dev_accuracy, 4)}} if history[-1].dev_accuracy is not None else {}
+    best = trainer.best
+    model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
+    if trainer.warm_start is not None:
+        model.config.scores["warm_start"] = trainer.warm_start
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
     print(f"saved {cmd.out}  ({len(history)} meta-step{'s' * (len(history) != 1)}, median {step_seconds:.2f} s/step)")

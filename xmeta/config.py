@@ -41,6 +41,8 @@ class XMetaConfig(PretrainedConfig):
     inner_lr: float = 0.05
     inner_lr_learned: bool = False  # one learned inner rate per group of fast weights (see modeling.inner_rates)
     inner_steps: int = 3
+    prototype_head: bool = False  # inner loops start the head from the support's class prototypes (see modeling.prototype_head)
+    head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'
     adapt_steps: int = 10
     romanize: str = "off"  # auto | on | off: how a language not yet decided is decided (see data.romanize)
     romanized_languages: list[str] = field(default_factory=list)  # languages whose texts are read romanised

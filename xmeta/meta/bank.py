@@ -25,7 +25,8 @@ def init_source_keys(model, tasks: Mapping[str, LanguageTask | TaggingTask], per
 def finalize_bank(model, tasks: Mapping[str, LanguageTask | TaggingTask], shots: int, steps: int, seed: int = 0) -> None:
     """Each source slot ← its language's adapter after ``steps`` inner steps on a ``shots``-shot set
     (per class, or sentences for tagging; fewer where the language has fewer)."""
-    inner = InnerLoop(lr=model.config.inner_lr, steps=steps, rates=model.inner_rates)
+    inner = InnerLoop(lr=model.config.inner_lr, steps=steps, rates=model.inner_rates,
+                      head_lr_scale=model.config.head_lr_scale)
     model.train()
     for lang in tqdm(model.source_transfer.bank.languages, desc="finalise source bank", unit="lang", dynamic_ncols=True):
         task = tasks[lang]

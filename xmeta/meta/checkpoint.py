@@ -1,7 +1,7 @@
 """Training checkpoints: everything a resumed run needs to continue exactly where it stopped.
 
-A checkpoint folder holds ``trainable.safetensors`` (θ), ``optimizer.safetensors`` (AdamW's
-tensors) and ``state.json`` (step, flags, history, AdamW hyper-parameters, the episode sampler's
+A checkpoint folder holds ``trainable.safetensors`` (θ, and the best-scoring θ so far under
+``best.``), ``optimizer.safetensors`` (AdamW's tensors) and ``state.json`` (step, flags, history, AdamW hyper-parameters, the episode sampler's
 and the python/numpy RNG states); the torch RNG states are uint8 tensors in
 ``trainable.safetensors``. Nothing is pickled, and the folder is replaced in one rename.
 """
@@ -29,6 +29,7 @@ PARAMS_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.safetensors"
 RNG_PREFIX = "rng."
 BANK_PREFIX = "bank."  # source-language bank slots: refreshed state, though not parameters
+BEST_PREFIX = "best."  # the best-scoring θ so far (model selection on dev)
 # flags a resumed run may change: they do not alter the sequence of updates
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "dev_episodes")
 
@@ -81,9 +82,12 @@ def save_checkpoint(directory: Path, trainer) -> None:
         "sampler": trainer.train_sampler.state_dict(),
         "python_random": [python_state[0], list(python_state[1]), python_state[2]],
         "numpy_random": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "best": None if trainer.best is None else {"step": trainer.best.step, "score": trainer.best.score},
+        "warm_start": trainer.warm_start,
     }
+    best = {} if trainer.best is None else {f"{BEST_PREFIX}{n}": t.cpu().contiguous() for n, t in trainer.best.weights.items()}
     with atomic_directory(directory, overwrite=True) as tmp:
-        save_file({**params, **_rng_tensors(), **_bank_tensors(trainer.model)}, tmp / PARAMS_NAME,
+        save_file({**params, **best, **_rng_tensors(), **_bank_tensors(trainer.model)}, tmp / PARAMS_NAME,
                   metadata={"xmeta_version": __version__})
         save_file(opt_tensors, tmp / OPTIMIZER_NAME, metadata={"xmeta_version": __version__})
         write_json(tmp / STATE_NAME, state)
@@ -106,7 +110,7 @@ def read_state(directory: Path) -> dict[str, Any]:
 
 def load_checkpoint(directory: Path, trainer) -> None:
     """Restore ``trainer`` (parameters, AdamW, sampler, RNGs, step, history) from ``directory``."""
-    from .trainer import StepLog
+    from .trainer import BestState, StepLog
 
     state = read_state(directory)
     current = asdict(trainer.args)
@@ -118,7 +122,7 @@ def load_checkpoint(directory: Path, trainer) -> None:
         raise ArgumentError(f"--resume {directory}: it is at step {state['step']}, beyond --steps {trainer.args.steps}")
     tensors = read_safetensors(directory / PARAMS_NAME)
     own = trainer.named_trainable()
-    names = {n for n in tensors if not n.startswith((RNG_PREFIX, BANK_PREFIX))}
+    names = {n for n in tensors if not n.startswith((RNG_PREFIX, BANK_PREFIX, BEST_PREFIX))}
     if names != set(own) or any(tensors[n].shape != own[n].shape for n in own):
         culprit = sorted(names ^ set(own)) or [n for n in own if tensors[n].shape != own[n].shape]
         raise ModelFolderError(f"{directory / PARAMS_NAME}: does not fit this model ({culprit[0]})")
@@ -136,4 +140,8 @@ def load_checkpoint(directory: Path, trainer) -> None:
     trainer.train_sampler.load_state_dict(state["sampler"])
     trainer.completed = state["step"]
     trainer.history = [StepLog(**log) for log in state["history"]]
+    best = state.get("best")
+    trainer.best = None if best is None else BestState(best["step"], best["score"], {
+        n: tensors[f"{BEST_PREFIX}{n}"].to(p.device) for n, p in own.items()})
+    trainer.warm_start = state.get("warm_start")
     _restore_rng(tensors, state)

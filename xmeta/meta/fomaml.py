@@ -11,6 +11,9 @@ With learned inner rates (first-order Meta-SGD, `xmeta.modeling.inner_rates`) gr
 its own α_g, so φ_T = φ_0 − α_g Σ_t ∇_g L_S(φ_t) on that group. Holding the inner gradients
 constant (the first-order assumption) gives ∂L_Q/∂α_g = −Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩, exact
 for T = 1; the rates are stored as log-scales s, so their gradient is α_g ∂L_Q/∂α_g.
+
+With a prototype head (`xmeta.modeling.prototype_head`), the inner loop starts the head from the
+support's class prototypes (added to θ's head) and the head steps at ``head_lr_scale`` times the rate.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from ..modeling.inner_rates import InnerRates
+from ..modeling.prototype_head import is_head_tensor
 from .batch import LabelledBatch
 
 FastWeights = dict[str, torch.Tensor]
@@ -37,28 +41,36 @@ def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatc
 
 @dataclass
 class InnerLoop:
-    """T plain SGD steps on a support set, starting from the model's current fast weights;
-    with ``rates``, each group of fast weights steps with its learned rate instead of ``lr``."""
+    """T plain SGD steps on a support set, starting from the model's current fast weights (with the
+    model's prototype head, if it has one, added to the head first); with ``rates``, each group of
+    fast weights steps with its learned rate instead of ``lr``; the head's rate is ``head_lr_scale`` times its own."""
 
     lr: float
     steps: int
     rates: InnerRates | None = None
+    head_lr_scale: float = 1.0
     progress: str | None = None  # a progress bar's label (adaptation runs long); None: no bar (meta-training)
 
     def step_sizes(self, names: Iterable[str]) -> dict[str, float | torch.Tensor]:
         """The SGD step size of each fast tensor (constants: the inner loop never differentiates them)."""
         if self.rates is None:
-            return dict.fromkeys(names, self.lr)
-        per_group = self.rates.rates(self.lr).detach()
-        return {n: per_group[self.rates.index(n)] for n in names}
+            sizes = dict.fromkeys(names, self.lr)
+        else:
+            per_group = self.rates.rates(self.lr).detach()
+            sizes = {n: per_group[self.rates.index(n)] for n in names}
+        return {n: size * self.head_lr_scale if is_head_tensor(n) else size for n, size in sizes.items()}
 
     def run(self, model: torch.nn.Module, support: LabelledBatch, start: FastWeights | None = None) -> FastWeights:
         return self.trace(model, support, start)[0]
 
     def trace(self, model: torch.nn.Module, support: LabelledBatch,
-              start: FastWeights | None = None) -> tuple[FastWeights, FastWeights | None]:
-        """φ_T and, with learned rates, Σ_t ∇L_S(φ_t) per tensor (what the rates' meta-gradient needs)."""
+              start: FastWeights | None = None) -> tuple[FastWeights, FastWeights | None, FastWeights | None]:
+        """φ_T; with learned rates, Σ_t ∇L_S(φ_t) per tensor (what the rates' meta-gradient needs);
+        with a prototype head, the prototype head the inner loop started from (for its scale's gradient)."""
         fast = {n: p.detach() for n, p in (start or model.fast_parameters()).items()}
+        prototype = None
+        if getattr(model, "prototype_mix", None) is not None:
+            fast, prototype = model.prototype_mix.start(model, fast, support)
         sizes = self.step_sizes(fast)
         summed = {n: torch.zeros_like(w) for n, w in fast.items()} if self.rates is not None else None
         steps = tqdm(range(self.steps), desc=self.progress, unit="step", dynamic_ncols=True, leave=False,
@@ -71,13 +83,14 @@ class InnerLoop:
                 for name, grad in zip(fast, grads):
                     summed[name] += grad
             fast = {n: (w - sizes[n] * g).detach() for (n, w), g in zip(fast.items(), grads)}
-        return fast, summed
+        return fast, summed, prototype
 
     def rate_gradient(self, query_grads: FastWeights, support_grads: FastWeights) -> torch.Tensor:
         """∂L_Q/∂s per group: α_g · (−Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩)."""
         d_alpha = torch.zeros_like(self.rates.log_scale)
         for name, grad in query_grads.items():
-            d_alpha[self.rates.index(name)] -= (grad * support_grads[name]).sum()
+            head = self.head_lr_scale if is_head_tensor(name) else 1.0  # the head steps at α_g · head_lr_scale
+            d_alpha[self.rates.index(name)] -= head * (grad * support_grads[name]).sum()
         return self.rates.rates(self.lr).detach() * d_alpha
 
 
@@ -107,13 +120,14 @@ class FirstOrderMAML:
         only this process's share of it, so that the sum over processes is the mean."""
         theta = self.model.fast_parameters()
         rates = self.inner.rates
-        own = set(rates.parameters()) if rates is not None else set()
+        mix = getattr(self.model, "prototype_mix", None)
+        own = {*(rates.parameters() if rates is not None else ()), *(mix.parameters() if mix is not None else ())}
         slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta and p not in own}
         scale = total or len(episodes)
         results = []
         for lang, support, query in episodes:
             with self.model.transferring_into(lang):  # leave-one-language-out for source attention
-                fast, support_grads = self.inner.trace(self.model, support)
+                fast, support_grads, prototype = self.inner.trace(self.model, support)
                 fast = {n: w.requires_grad_(True) for n, w in fast.items()}
                 loss, logits = batch_loss(self.model, fast, query)
                 grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
@@ -121,9 +135,11 @@ class FirstOrderMAML:
             for param, grad in zip(list(theta.values()) + list(slow.values()), grads):
                 if grad is not None:
                     _accumulate(param, grad / scale)
+            query_grads = dict(zip(fast, grads[: len(fast)]))
             if rates is not None:
-                query_grads = dict(zip(fast, grads[: len(fast)]))
                 _accumulate(rates.log_scale, self.inner.rate_gradient(query_grads, support_grads) / scale)
+            if prototype is not None:
+                _accumulate(mix.log_scale, mix.scale_gradient(query_grads, prototype) / scale)
             accuracy = (logits.argmax(-1) == query.labels).float().mean().item()
             results.append(EpisodeResult(lang, loss.item(), accuracy))
         return results

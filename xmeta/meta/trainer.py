@@ -1,4 +1,10 @@
-"""The outer loop: meta-batches of language episodes, AdamW on θ, dev scores and checkpoints."""
+"""The outer loop: meta-batches of language episodes, AdamW on θ, dev scores and checkpoints.
+
+Model selection: every ``eval_every`` steps (and at the last step) θ is scored on fixed dev
+episodes (source languages' dev rows, each leave-one-language-out like training, batches built
+for the current weights, everything in eval mode); the best-scoring θ is kept and restored when
+training ends, as the B1 baseline does with its own dev score. Checkpoints carry the best θ too.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from statistics import mean
 
 import numpy as np
@@ -21,7 +28,7 @@ from ..distributed import Processes
 from ..errors import ArgumentError, TrainingInterrupted, XMetaError
 from .batch import DEFAULT_CHUNK, LabelledBatch
 from .checkpoint import load_checkpoint, save_checkpoint
-from .fomaml import FirstOrderMAML, InnerLoop
+from .fomaml import FirstOrderMAML, InnerLoop, batch_loss
 
 
 @dataclass
@@ -35,13 +42,14 @@ class MetaTrainingArguments:
     k_query: int = field(default=4, metadata={"help": "query examples per class"})
     inner_lr: float = field(default=0.05, metadata={"help": "inner-loop SGD learning rate"})
     inner_steps: int = field(default=3, metadata={"help": "inner-loop SGD steps"})
+    head_lr_scale: float = field(default=1.0, metadata={"help": "the head's inner-loop rate is this times --inner_lr"})
     outer_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate on θ"})
     meta_embedding_lr: float = field(default=1e-3, metadata={
         "help": "AdamW learning rate of the meta-embedding layer (1e-2 hurt well-covered targets in "
                 "scripts/meta_embedding_ablation.py)"})
     inner_rate_lr: float = field(default=1e-2, metadata={
         "help": "AdamW learning rate of the learned inner rates' log-scales (with --learn_inner_lr; at the θ rate "
-                "1e-3 they moved 4%% in 40 meta-steps)"})
+                "1e-3 they moved 4%% in 40 meta-steps) and of the prototype head's scale"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
@@ -53,16 +61,21 @@ class MetaTrainingArguments:
     chunk_size: int = field(default=DEFAULT_CHUNK, metadata={
         "help": "texts per length-sorted, separately padded chunk of an episode (speed only: same loss)"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast of the forward passes on CUDA (no effect on CPU)"})
+    init: Literal["none", "joint"] = field(default="none", metadata={
+        "help": "joint: first train θ on every source row like the benchmark's B1 (AdamW, best on source dev), "
+                "then meta-train from it"})
+    joint_steps: int = field(default=100, metadata={"help": "AdamW steps of batch 32 of the --init joint stage"})
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "meta_batch": self.meta_batch, "k_shot": self.k_shot,
                     "k_query": self.k_query, "inner_steps": self.inner_steps, "dev_episodes": self.dev_episodes,
-                    "chunk_size": self.chunk_size}
+                    "chunk_size": self.chunk_size, "joint_steps": self.joint_steps}
         for name, value in positive.items():
             if value < 1:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
         for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr,
-                            "meta_embedding_lr": self.meta_embedding_lr, "inner_rate_lr": self.inner_rate_lr}.items():
+                            "meta_embedding_lr": self.meta_embedding_lr, "inner_rate_lr": self.inner_rate_lr,
+                            "head_lr_scale": self.head_lr_scale}.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ArgumentError(f"--{name} must be a positive number (got {value})")
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
@@ -78,6 +91,15 @@ class StepLog:
     query_accuracy: float
     seconds: float
     dev_accuracy: float | None = None
+
+
+@dataclass
+class BestState:
+    """The best dev score so far, its step and a copy of θ then."""
+
+    step: int
+    score: float
+    weights: dict[str, torch.Tensor]
 
 
 def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:
@@ -106,16 +128,18 @@ class MetaTrainer:
         if args.learn_inner_lr != (model.inner_rates is not None):
             raise ArgumentError(f"--learn_inner_lr is {args.learn_inner_lr} but the model was built with "
                                 f"inner_lr_learned={model.config.inner_lr_learned}")
-        self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps, rates=model.inner_rates)
+        self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps, rates=model.inner_rates,
+                               head_lr_scale=args.head_lr_scale)
         self.bf16 = args.bf16 and self.processes.device.type == "cuda"  # autocast; CPU runs stay float32
         self.maml = FirstOrderMAML(model, self.inner)
         scores_dev = dev_sampler is not None and self.processes.is_main
         dev_episodes = min(args.dev_episodes, len(dev_sampler.langs)) if scores_dev else 0  # fewer languages: shrink to fit
-        self.dev = [episode_batches(model, ep, args.chunk_size) for ep in dev_sampler.sample_meta_batch(dev_episodes)] if scores_dev else []
+        self.dev = dev_sampler.sample_meta_batch(dev_episodes) if scores_dev else []  # batches: at each score
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         with torch.no_grad():
             self.processes.broadcast_([p for _, p in named])
-        own_rates = {".meta_embedding.": args.meta_embedding_lr, "inner_rates.": args.inner_rate_lr}
+        own_rates = {".meta_embedding.": args.meta_embedding_lr, "inner_rates.": args.inner_rate_lr,
+                     "prototype_mix.": args.inner_rate_lr}
         groups = [{"params": [p for n, p in named if not any(key in n for key in own_rates)]}]
         for key, lr in own_rates.items():  # their own, larger rates (MetaTrainingArguments)
             params = [p for n, p in named if key in n]
@@ -123,12 +147,15 @@ class MetaTrainer:
         self.optimizer = torch.optim.AdamW(groups, lr=args.outer_lr, weight_decay=args.weight_decay)
         model.config.inner_lr = args.inner_lr
         model.config.inner_steps = args.inner_steps
+        model.config.head_lr_scale = args.head_lr_scale
         torch.manual_seed(args.seed)
         self.completed = 0  # finished outer steps
         self.history: list[StepLog] = []
         self.stop_signal: int | None = None  # set by SIGINT/SIGTERM in this process
         self.stop_requested = False  # set when any process was signalled (agreed in the all-reduce)
         self.last_checkpoint: tuple[Path, int] | None = None
+        self.best: BestState | None = None  # the best-scoring θ so far (model selection on dev)
+        self.warm_start: dict | None = None  # the record of a stage that trained θ before meta-training (--init)
 
     def named_trainable(self) -> dict[str, torch.nn.Parameter]:
         """θ: every trainable tensor (what the optimiser updates and a checkpoint holds)."""
@@ -146,17 +173,31 @@ class MetaTrainer:
         self.last_checkpoint = (directory, self.completed)
 
     def dev_accuracy(self) -> float:
-        """Query accuracy after the inner loop on the fixed dev episodes (no update to θ)."""
-        from .fomaml import batch_loss
-
+        """Query accuracy after the inner loop on the fixed dev episodes (no update to θ): eval mode
+        (no dropout, no random numbers drawn), each episode without its own language's bank slot,
+        batches built now (a trained meta-embedding changes the cached lower layers)."""
         scores = []
-        for _, support, query in self.dev:
-            with self.autocast():
-                fast = self.inner.run(self.model, support)
-                with torch.inference_mode():
-                    _, logits = batch_loss(self.model, fast, query)
-            scores.append((logits.argmax(-1) == query.labels).float().mean().item())
+        with self.model.evaluating(None):
+            for episode in self.dev:
+                lang, support, query = episode_batches(self.model, episode, self.args.chunk_size)
+                with self.autocast(), self.model.transferring_into(lang):
+                    fast = self.inner.run(self.model, support)
+                    with torch.inference_mode():
+                        _, logits = batch_loss(self.model, fast, query)
+                scores.append((logits.argmax(-1) == query.labels).float().mean().item())
         return mean(scores) if scores else float("nan")
+
+    def select(self, step: int, score: float) -> None:
+        """Keep θ if ``score`` is the best dev score so far."""
+        if self.best is None or score > self.best.score:
+            self.best = BestState(step, score, {n: p.detach().clone() for n, p in self.named_trainable().items()})
+
+    def restore_best(self) -> None:
+        """Put the best-scoring θ back (nothing to do without dev scores)."""
+        if self.best is not None:
+            with torch.no_grad():
+                for name, p in self.named_trainable().items():
+                    p.copy_(self.best.weights[name])
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast of the forward passes when ``self.bf16`` (gradients and θ stay float32)."""
@@ -220,6 +261,7 @@ class MetaTrainer:
                 log = StepLog(step, loss, acc, time.perf_counter() - start)
                 if self.dev and self.args.eval_every and (step % self.args.eval_every == 0 or step == self.args.steps):
                     log.dev_accuracy = self.dev_accuracy()
+                    self.select(step, log.dev_accuracy)
                 self.history.append(log)
                 bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}",
                                 dev=f"{log.dev_accuracy:.2f}" if log.dev_accuracy is not None else "-")
@@ -231,5 +273,6 @@ class MetaTrainer:
                     signum = self.stop_signal or signal.SIGTERM
                     saved = f"checkpoint {checkpoint_dir} (continue with --resume)" if checkpoint_dir else "no checkpoint"
                     raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name} after step {step}; {saved}", signum)
+        self.restore_best()
         self.model.eval()
         return self.history

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.lora import LoraLayer
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import XMetaConfig
@@ -24,6 +25,7 @@ from .classifier import PooledClassifier
 from .inner_rates import InnerRates
 from .meta_embedding import CharNgramFeatures, MetaEmbedding
 from .pooling import mean_pool
+from .prototype_head import PrototypeMix
 from .source_attention import PEFT_PREFIX, SourceTransfer, build_source_transfer
 from .target_view import forget_target_view, is_shared_meta_embedding_tensor, is_target_view_tensor
 
@@ -119,6 +121,8 @@ class XMetaModelBase(XMetaPreTrainedModel):
             self.source_transfer.attach({name: linears[name] for name in self.source_transfer.bank.targets})
         # learned inner-loop rates per group of θ's fast weights: slow weights, saved with θ (shared_state)
         self.inner_rates = InnerRates(self.fast_parameters()) if config.inner_lr_learned else None
+        # the prototype head's scale s: a slow weight, saved with θ (shared_state)
+        self.prototype_mix = PrototypeMix() if config.prototype_head else None
 
     def lora_config(self) -> LoraConfig:
         c = self.config
@@ -264,9 +268,13 @@ class XMetaModelBase(XMetaPreTrainedModel):
         return logits
 
     def train(self, mode: bool = True):
-        """Only the head's dropout follows ``mode``: the frozen encoder always runs deterministically."""
+        """Only the head's and LoRA's dropout follow ``mode``: the frozen encoder's own dropout never runs."""
         super().train(mode)
-        self.peft.base_model.model.encoder.eval()
+        encoder = self.peft.base_model.model.encoder
+        encoder.eval()
+        for module in encoder.modules():
+            if isinstance(module, LoraLayer):
+                module.lora_dropout.train(mode)
         return self
 
     def tokenize(self, texts: Sequence, offsets: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
