@@ -51,6 +51,10 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, to
     weights = ["model.safetensors"] + [f"bank/{lang}/adapter_model.safetensors" for lang in ("aa", "bb", "cc")
                                      if "--source_attention" in model_flags]
     weights += ["meta_embedding.safetensors"] if "--meta_embedding" in model_flags else []  # its own AdamW group
+    if "--init" in model_flags:  # the joint stage ran once, before step 0's checkpoint, and its budget is on record
+        for folder in (tmp_path / "whole", out):
+            record = json.loads((folder / "config.json").read_text())["scores"]["warm_start"]
+            assert record["kind"] == "joint" and record["example_passes"] == 3 * 32
     for name in weights:
         whole, resumed = load_file(tmp_path / "whole" / name), load_file(out / name)
         assert resumed.keys() == whole.keys()

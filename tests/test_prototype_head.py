@@ -142,3 +142,26 @@ def test_lora_dropout_follows_train_mode(tiny_encoder_dir):
     model.eval()
     first, second = (batch_loss(model, {}, batch)[1] for _ in range(2))
     assert torch.equal(first, second)
+
+
+def test_tagger_prototypes_are_per_tag_over_word_starts(tiny_encoder_dir):
+    from tests.test_token_classification import TAGS, toy_task
+    from xmeta import XMetaForTokenClassification
+
+    torch.manual_seed(0)
+    tagger = XMetaForTokenClassification.for_labels(TAGS, encoder=str(tiny_encoder_dir), lora_r=4, max_length=32,
+                                                    prototype_head=True)
+    task = toy_task("aa", 4)
+    support = LabelledBatch.build(tagger, task.texts, task.labels, chunk_size=2)
+    theta = {n: p.detach() for n, p in tagger.fast_parameters().items()}
+    features = tagger.prototype_mix.features(tagger, theta, support)
+    assert features.shape[0] == len(support.labels)  # one feature per tagged word
+    started, _ = tagger.prototype_mix.start(tagger, theta, support)
+    bias, weight = _head(started)
+    meta_bias, meta_weight = _head(theta)
+    means = torch.stack([features[support.labels == c].mean(0) for c in support.labels.unique()])
+    logits = features @ (weight - meta_weight)[support.labels.unique()].T + (bias - meta_bias)[support.labels.unique()]
+    distances = -torch.cdist(features, means) ** 2
+    assert torch.allclose(logits - distances, (logits - distances)[:, :1].expand_as(logits), atol=1e-3)
+    tagger.adapt(task.examples(range(2)), lang="yo", steps=2)
+    assert len(tagger.predict(task.texts[:1], lang="yo")[0]) == len(task.texts[0])
