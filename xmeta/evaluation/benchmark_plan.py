@@ -47,6 +47,7 @@ METHODS = (
     Method("xmeta-full", "xmeta", "xmeta full: FOMAML + source attention + meta-embedding + learned inner rates",
            {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}),
     Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
+    Method("xmeta+proto", "xmeta", "+ prototype-initialised heads (first-order Proto-MAML)", {"prototype_head": "on"}),
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
 DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)
