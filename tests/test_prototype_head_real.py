@@ -16,7 +16,7 @@ pytestmark = pytest.mark.real
 def test_prototype_head_meta_train_adapt_save_load_export(tmp_path):
     card = load_task_card("cldr-emoji")
     torch.manual_seed(0)
-    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, max_length=64, prototype_head=True)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, prototype_head=True)
     tasks = load_language_tasks(card, ["de", "ru", "zh"], "train")
     dev = load_language_tasks(card, ["de", "ru", "zh"], "dev")
     args = MetaTrainingArguments(steps=2, meta_batch=2, k_shot=2, k_query=2, inner_steps=2, eval_every=1, dev_episodes=2, seed=0)
@@ -41,6 +41,7 @@ def test_prototype_head_meta_train_adapt_save_load_export(tmp_path):
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "plain")
     for i, text in enumerate(test):
+        assert tok(text)["input_ids"] == loaded.encode([text])["input_ids"][0].tolist()  # no text cut at max_length
         with torch.no_grad():
             got = plain(**tok(text, return_tensors="pt")).logits.log_softmax(-1)[0]
         assert (got - adapted[i].log()).abs().max().item() < 1e-4
