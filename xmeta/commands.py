@@ -42,6 +42,7 @@ from .errors import ArgumentError, DataError
 from .distributed import Processes
 from .fileio import atomic_directory, check_output_folder
 from .meta.bank import finalize_bank, init_source_keys
+from .meta.source_prototypes import fold_source_prototypes
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
 from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
 from .meta.warm_start import JointWarmStart
@@ -197,6 +198,8 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         return 0
     if model.source_transfer is not None:
         finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
+    if model.prototype_mix is not None:  # θ alone predicts at K=0 (see xmeta.meta.source_prototypes)
+        fold_source_prototypes(model, tasks, seed=train.seed)
     best = trainer.best
     model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
     if trainer.warm_start is not None:

@@ -122,7 +122,7 @@ class XMetaModelBase(XMetaPreTrainedModel):
         # learned inner-loop rates per group of θ's fast weights: slow weights, saved with θ (shared_state)
         self.inner_rates = InnerRates(self.fast_parameters()) if config.inner_lr_learned else None
         # the prototype head's scale s: a slow weight, saved with θ (shared_state)
-        self.prototype_mix = PrototypeMix() if config.prototype_head else None
+        self.prototype_mix = PrototypeMix(config.num_labels, base.classifier.in_features) if config.prototype_head else None
 
     def lora_config(self) -> LoraConfig:
         c = self.config

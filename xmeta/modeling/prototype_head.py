@@ -22,6 +22,12 @@ First order, as in Proto-MAML: the prototypes are constants of the inner loop (n
 support features); the inner loop then adapts the started head like every other fast weight, and
 the query gradient at φ_T reaches the meta head (∂head/∂meta = I) and s:
 ∂L_Q/∂s = ⟨∇_head L_Q(φ_T), prototype head⟩, stored as a log-scale like the inner rates.
+
+Zero-shot: θ's head learns to complement prototypes and is poor alone, so at the end of
+meta-training `xmeta.meta.source_prototypes` folds s · (the source languages' prototype head) into
+θ's head (the meta adapter stays an ordinary, exportable linear head that predicts at K=0) and keeps
+that offset here (``source_weight``/``source_bias``, saved with θ): every inner loop takes it out
+again before adding the support's prototypes, so adaptation still starts from θ_head + s·P_support.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from torch import nn
 from torch.func import functional_call
 
 HEAD_MARK = ".classifier.modules_to_save."
+SOURCE_OFFSET_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias")  # absent in folders before the fold
 
 
 def is_head_tensor(name: str) -> bool:
@@ -55,9 +62,16 @@ def prototype_linear(features: torch.Tensor, labels: torch.Tensor, num_labels: i
 class PrototypeMix(nn.Module):
     """The slow log-scale s of the prototype head and the inner loop's prototype start."""
 
-    def __init__(self) -> None:
+    def __init__(self, num_labels: int, features: int) -> None:
         super().__init__()
         self.log_scale = nn.Parameter(torch.zeros(()))
+        # s · the source prototype head folded into θ's head (zero until `fold_source_prototypes`)
+        self.register_buffer("source_weight", torch.zeros(num_labels, features))
+        self.register_buffer("source_bias", torch.zeros(num_labels))
+
+    def source_offset(self, name: str) -> torch.Tensor:
+        """The folded offset of head tensor ``name`` (weight or bias)."""
+        return self.source_weight if name.endswith(".weight") else self.source_bias
 
     @torch.no_grad()
     def features(self, model: nn.Module, weights: dict[str, torch.Tensor], batch) -> torch.Tensor:
@@ -77,12 +91,14 @@ class PrototypeMix(nn.Module):
 
     def start(self, model: nn.Module, fast: dict[str, torch.Tensor],
               support) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """``fast`` with its head moved by s · the support's prototype head, and that prototype head."""
+        """``fast`` with its head moved by s · the support's prototype head (less the folded source
+        offset: θ_head + s·P_support), and that prototype head."""
         weight, bias = prototype_linear(self.features(model, fast, support), support.labels, model.config.num_labels)
         names = [n for n in fast if is_head_tensor(n)]
         prototype = {n: (weight if n.endswith(".weight") else bias) for n in names}
         scale = self.log_scale.detach().exp()
-        moved = {n: (w + scale * prototype[n].to(w.dtype)) if n in prototype else w for n, w in fast.items()}
+        moved = {n: (w + (scale * prototype[n] - self.source_offset(n)).to(w.dtype)) if n in prototype else w
+                 for n, w in fast.items()}
         return moved, prototype
 
     def scale_gradient(self, query_grads: dict[str, torch.Tensor], prototype: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,115 @@
+"""Source prototypes for zero-shot prediction: θ's head + s·P_src, adaptation still from θ_head + s·P_support."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import TOY_WORDS, toy_rows
+from tests.test_prototype_head import _batch, _head, _model
+from xmeta import XMetaForSequenceClassification
+from xmeta.data import LabelMap, LanguageTask
+from xmeta.errors import ArgumentError
+from xmeta.meta import LabelledBatch
+from xmeta.meta.source_prototypes import fold_source_prototypes, stratified_rows
+
+TEXTS = ["cat dog", "bus train", "bread soup"]
+
+
+def _tasks(langs: tuple[str, ...] = ("aa", "bb"), per_class: int = 3) -> dict[str, LanguageTask]:
+    label_map = LabelMap(tuple(TOY_WORDS))
+    out = {}
+    for lang in langs:
+        rows = toy_rows(lang, per_class, 0)
+        out[lang] = LanguageTask(lang, [r["text"] for r in rows], label_map.encode([r["label"] for r in rows], lang), label_map)
+    return out
+
+
+def _trained_like(tiny_encoder_dir) -> XMetaForSequenceClassification:
+    """A prototype-head model whose θ (LoRA B, head) and scale are not at their initial values."""
+    model = _model(tiny_encoder_dir, prototype_head=True)
+    with torch.no_grad():
+        for name, p in model.fast_parameters().items():
+            if "lora_B" in name or "classifier" in name:
+                p.normal_(std=0.3)
+        model.prototype_mix.log_scale.fill_(math.log(0.7))
+    model.eval()
+    return model
+
+
+def test_stratified_rows_take_each_class_equally_and_reproducibly():
+    labels = [0] * 10 + [1] * 2 + [2] * 5
+    rows = stratified_rows(labels, 4, per_class=3, seed=1)
+    assert sorted(labels[r] for r in rows) == [0, 0, 0, 1, 1, 2, 2, 2]  # class 3 absent, class 1 has only 2
+    assert rows == stratified_rows(labels, 4, per_class=3, seed=1) != stratified_rows(labels, 4, per_class=3, seed=2)
+    assert len(stratified_rows([[0, 1], [1], [2, 2], [0]], 2, per_class=1, seed=0)) == 2  # tagging: sentences
+
+
+def test_zero_shot_head_is_theta_head_plus_scaled_source_prototypes(tiny_encoder_dir):
+    model = _trained_like(tiny_encoder_dir)
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    tasks = _tasks()
+    rows = fold_source_prototypes(model, tasks, per_class=100)  # more than there are: every row
+    assert rows == sum(len(t) for t in tasks.values())
+    # closed form: each class's mean feature under θ, pooled over the source languages
+    batches = [LabelledBatch.build(model, t.texts, t.labels, language=lang) for lang, t in tasks.items()]
+    features = torch.cat([model.prototype_mix.features(model, theta, b) for b in batches])
+    labels = torch.cat([b.labels for b in batches])
+    means = torch.stack([features[labels == c].mean(0) for c in range(model.config.num_labels)])
+    centre = means.mean(0)
+    s = 0.7
+    weight, bias = 2 * s * (means - centre), -s * ((means - centre) ** 2).sum(1) - 2 * s * (means - centre) @ centre
+    bias_0, weight_0 = _head(theta)
+    bias_1, weight_1 = _head(model.fast_parameters())
+    assert torch.allclose(weight_1, weight_0 + weight, atol=1e-5) and torch.allclose(bias_1, bias_0 + bias, atol=1e-5)
+    assert torch.allclose(model.prototype_mix.source_weight, weight, atol=1e-5)
+    fold_source_prototypes(model, tasks, per_class=100)  # a second fold replaces the first
+    assert torch.allclose(_head(model.fast_parameters())[1], weight_0 + weight, atol=1e-5)
+
+
+def test_adaptation_still_starts_from_theta_head_plus_support_prototypes(tiny_encoder_dir):
+    model = _trained_like(tiny_encoder_dir)
+    support = _batch(model, "cc", 1, 0)
+    before = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    started_before, _ = model.prototype_mix.start(model, before, support)
+    fold_source_prototypes(model, _tasks(), per_class=2)
+    after = {n: p.detach() for n, p in model.fast_parameters().items()}
+    assert not torch.allclose(_head(after)[1], _head(before)[1])  # θ's head moved for K=0 ...
+    started_after, _ = model.prototype_mix.start(model, after, support)
+    for name, value in started_before.items():  # ... and the inner loop's start did not
+        assert torch.allclose(started_after[name], value, atol=1e-5), name
+
+
+def test_folded_model_saves_loads_and_exports_its_zero_shot_head(tiny_encoder_dir, tmp_path):
+    model = _trained_like(tiny_encoder_dir)
+    unfolded = model.predict_proba(TEXTS, lang="meta")
+    fold_source_prototypes(model, _tasks(), per_class=2)
+    zero_shot = model.predict_proba(TEXTS, lang="meta")
+    assert not torch.allclose(zero_shot, unfolded)
+    model.save_pretrained(tmp_path / "m")
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert torch.equal(loaded.prototype_mix.source_weight, model.prototype_mix.source_weight)
+    assert torch.equal(loaded.prototype_mix.source_bias, model.prototype_mix.source_bias)
+    assert torch.equal(loaded.predict_proba(TEXTS, lang="meta"), zero_shot)
+    loaded.export_merged(tmp_path / "plain", lang="meta")
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "plain")
+    with torch.no_grad():
+        got = torch.cat([plain(**tok(t, return_tensors="pt")).logits.log_softmax(-1) for t in TEXTS])
+    assert torch.allclose(got, zero_shot.log(), atol=1e-5)
+    # a folder written before the fold existed (no offset tensors) loads with a zero offset
+    state = load_file(tmp_path / "m" / "model.safetensors")
+    old = {k: v for k, v in state.items() if "source_" not in k}
+    assert len(old) == len(state) - 2
+    save_file(old, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    older = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert not older.prototype_mix.source_weight.any() and not older.prototype_mix.source_bias.any()
+
+
+def test_fold_needs_a_prototype_head(tiny_encoder_dir):
+    with pytest.raises(ArgumentError, match="--prototype_head"):
+        fold_source_prototypes(_model(tiny_encoder_dir), _tasks())

@@ -1,0 +1,72 @@
+"""Source prototypes for zero-shot prediction with a prototype head.
+
+With ``prototype_head`` on, θ's head learns to complement the support's prototypes and predicts
+poorly alone (K=0). Here the missing prototypes come from the source languages: a stratified sample
+of every source language's training rows (the same number per class and language, pooled so that no
+language or class dominates), read under θ exactly as the head reads them, gives the source
+prototype head P_src; θ's head becomes θ_head + s·P_src, and `PrototypeMix` keeps s·P_src so that
+adaptation still starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+from ..errors import ArgumentError
+from ..modeling.prototype_head import is_head_tensor, prototype_linear
+from .batch import LabelledBatch
+
+SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: sentences per language × classes)
+
+
+def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
+    """Up to ``per_class`` row indices of each class (classification), or ``per_class · num_labels``
+    sentences (tagging: a sentence holds many tags), drawn without replacement."""
+    rng = np.random.default_rng(seed)
+    if labels and not isinstance(labels[0], int):
+        return sorted(rng.permutation(len(labels))[:per_class * num_labels].tolist())
+    rows: list[int] = []
+    by_class = np.asarray(labels)
+    for c in range(num_labels):
+        ids = np.flatnonzero(by_class == c)
+        rows += rng.permutation(ids)[:per_class].tolist()
+    return sorted(rows)
+
+
+@torch.no_grad()
+def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0) -> int:
+    """Make θ's head θ_head + s·P_src over ``tasks`` (the source languages' training tasks); returns the rows read.
+
+    Runs at the end of meta-training, or on a model meta-trained before (a fold replaces an earlier one)."""
+    mix = model.prototype_mix
+    if mix is None:
+        raise ArgumentError("source prototypes need a model meta-trained with --prototype_head on")
+    if per_class < 1:
+        raise ArgumentError(f"source prototype rows per class must be at least 1 (got {per_class})")
+    previous = model.active_language
+    model.use_language(None)
+    theta = {n: p.detach() for n, p in model.fast_parameters().items()}
+    features, labels = [], []
+    for i, (lang, task) in enumerate(sorted(tasks.items())):
+        rows = stratified_rows(task.labels, model.config.num_labels, per_class, seed + i)
+        if not rows:
+            continue
+        batch = LabelledBatch.build(model, [task.texts[r] for r in rows], [task.labels[r] for r in rows], language=lang)
+        features.append(mix.features(model, theta, batch))
+        labels.append(batch.labels)
+    if not features:
+        raise ArgumentError("source prototypes: the source languages have no training rows")
+    weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), model.config.num_labels)
+    scale = mix.log_scale.detach().exp()
+    params = model.fast_parameters()
+    for name in theta:
+        if is_head_tensor(name):
+            offset = scale * (weight if name.endswith(".weight") else bias)
+            params[name].add_((offset - mix.source_offset(name)).to(params[name].dtype))
+    mix.source_weight.copy_(scale * weight)
+    mix.source_bias.copy_(scale * bias)
+    model.use_language(previous)
+    return int(sum(len(x) for x in labels))
