@@ -113,3 +113,14 @@ def test_folded_model_saves_loads_and_exports_its_zero_shot_head(tiny_encoder_di
 def test_fold_needs_a_prototype_head(tiny_encoder_dir):
     with pytest.raises(ArgumentError, match="--prototype_head"):
         fold_source_prototypes(_model(tiny_encoder_dir), _tasks())
+
+
+def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
+    from xmeta.cli import main
+
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8, name="train.jsonl")
+    assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
+                 "--steps", "1", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2",
+                 "--prototype_head", "on"]) == 0
+    mix = XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix
+    assert mix.source_weight.abs().sum() > 0 and mix.source_bias.abs().sum() > 0
