@@ -12,7 +12,7 @@ from .data.romanize import romanize_texts
 from .errors import ArgumentError, DataError
 from .meta.batch import LabelledBatch
 from .meta.fomaml import InnerLoop, batch_loss
-from .modeling.base import check_language_code
+from .modeling.language_codes import check_language_code
 from .modeling.target_view import attach_target_view, plain_text
 
 

@@ -58,13 +58,13 @@ def _one_line_warnings(command: str) -> None:
 
 
 def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
-    from . import commands
+    from . import commands, train
 
     return {
         "prepare-encoder": ((PrepareEncoderCommand,), "convert the embedded multilingual-e5-small into a cached HF folder",
                             commands.prepare_encoder),
         "meta-train": ((MetaTrainCommand, DataArguments, EncoderArguments, MetaTrainingArguments),
-                       "first-order MAML over language episodes", commands.meta_train),
+                       "first-order MAML over language episodes", train.meta_train),
         "adapt": ((AdaptCommand, DataArguments), "few-shot adaptation to a new language", commands.adapt),
         "evaluate": ((EvaluateCommand, DataArguments), "score a model, or run the K-shot protocol", commands.evaluate),
         "predict": ((PredictCommand,), "labels and scores for texts", commands.predict),

@@ -10,15 +10,12 @@ import torch
 
 from .arguments import (
     DEFAULT_TASK,
-    RESUME_DEFAULT,
     AdaptCommand,
     BenchmarkCommand,
     CoverageCommand,
     DataArguments,
-    EncoderArguments,
     EvaluateCommand,
     ExplainCommand,
-    MetaTrainCommand,
     PredictCommand,
     PrepareEncoderCommand,
     int_list,
@@ -26,67 +23,24 @@ from .arguments import (
 )
 from .data import (
     Columns,
-    EpisodeSampler,
     LabelMap,
     LanguageTask,
     available_tasks,
     load_language_tasks,
     load_task_card,
-    read_file,
-    tasks_from_dataset,
 )
+from .data.files import file_columns, file_tasks
 from .data.readers import read_lines, read_texts
-from .data.sampler import episode_languages
 from .data.preflight import raise_problems, shot_problems
 from .errors import ArgumentError, DataError
-from .distributed import Processes
-from .fileio import atomic_directory, check_output_folder
-from .meta.bank import finalize_bank, init_source_keys
-from .meta.source_prototypes import fold_source_prototypes
-from .meta.trainer import MetaTrainer, MetaTrainingArguments
-from .data.romanize import check_setting, plain_strings, romanization_needed, romanize_texts
-from .meta.warm_start import JointWarmStart
-from .data.tagging import CONLL_SUFFIXES, CONLLU_SUFFIXES, TagColumns, read_tagged_file
-from .data.tagging_task import SentenceEpisodeSampler, TaggingTask, tagging_tasks_from_dataset
-from .modeling import META_ADAPTER, XMetaForSequenceClassification, XMetaForTokenClassification
+from .fileio import atomic_directory
+from .data.romanize import check_setting, plain_strings, romanize_texts
+from .data.tagging_task import TaggingTask
+from .modeling import META_ADAPTER, XMetaForTokenClassification
 from .modeling.auto import load_any
 from .modeling.sequence_classification import check_language_code
 from .modeling.serialization import read_config
-
-
-BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
-
-
-def _columns(data: DataArguments) -> Columns:
-    return Columns(text=data.text_column, label=data.label_column, lang=data.lang_column,
-                   text_pair=data.text_pair_column or None)
-
-
-def _tagged(path: str, data: DataArguments) -> bool:
-    """Tagging data: a CoNLL(-U) file, or JSONL whose first row has the word-list column."""
-    suffix = Path(path).suffix
-    if suffix in CONLL_SUFFIXES + CONLLU_SUFFIXES:
-        return True
-    if suffix != ".jsonl" or not Path(path).is_file():
-        return False
-    with open(path, "rb") as handle:  # bytes: the reader reports encoding errors with their line
-        first = next((line for line in handle if line.strip()), b"")
-    return f'"{data.tokens_column}"'.encode() in first
-
-
-def _refuse_existing(out: str, overwrite: bool) -> None:
-    """Fail before hours of work, not after (a file, an existing folder, a read-only parent): the final write checks again."""
-    if out:
-        check_output_folder(out, overwrite)
-
-
-def file_tasks(path: str, data: DataArguments, label_map: LabelMap | None, lang: str | None = None) -> dict[str, LanguageTask]:
-    """The languages of a user's labelled (or tagged) file (``lang`` fills a missing language column)."""
-    if _tagged(path, data):
-        index = data.conll_tag_index if Path(path).suffix not in CONLLU_SUFFIXES or data.conll_tag_index != -1 else None
-        columns = TagColumns(tokens=data.tokens_column, tags=data.tag_column, lang=data.lang_column, tag_index=index)
-        return tagging_tasks_from_dataset(read_tagged_file(path, columns, lang or None), label_map, origin=path)
-    return tasks_from_dataset(read_file(path, _columns(data), lang=lang or None), label_map, origin=path)
+from .train import refuse_existing
 
 
 def check_fits(task: LanguageTask | TaggingTask, model, where: str, model_dir: str) -> None:
@@ -130,91 +84,11 @@ def prepare_encoder(cmd: PrepareEncoderCommand) -> int:
     return 0
 
 
-def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments, train: MetaTrainingArguments) -> int:
-    enc.validate()
-    train.validate()
-    _refuse_existing(cmd.out, cmd.overwrite)
-    if cmd.adapt_steps < 1:
-        raise ArgumentError(f"--adapt_steps must be at least 1 (got {cmd.adapt_steps})")
-    if cmd.train_file:
-        tasks = file_tasks(cmd.train_file, data, None)
-        if cmd.sources:
-            wanted = split_list(cmd.sources, "--sources")
-            missing = [lang for lang in wanted if lang not in tasks]
-            if missing:
-                raise DataError(f"{cmd.train_file}: no rows for language '{missing[0]}'")
-            tasks = {lang: tasks[lang] for lang in wanted}
-        dev_tasks, labels, trained_on = None, next(iter(tasks.values())).label_map.names, Path(cmd.train_file).name
-    else:
-        card = load_task_card(data.task or DEFAULT_TASK)
-        sources = split_list(cmd.sources, "--sources") if cmd.sources else list(card.sources)
-        if not sources:
-            raise DataError(f"task {card.name}: zero source languages left")
-        tasks = load_language_tasks(card, sources, "train")
-        dev_tasks = load_language_tasks(card, sources, "dev")
-        labels, trained_on = card.labels, card.name
-    n_way = train.n_way or None
-    tagging = isinstance(next(iter(tasks.values())), TaggingTask)
-    if not tagging:  # a language that cannot make an episode is skipped with a warning (not the whole run)
-        tasks = episode_languages(tasks, n_way, train.k_shot, train.k_query)
-        dev_tasks = episode_languages(dev_tasks, n_way, train.k_shot, train.k_query, "dev") if dev_tasks else None
-    if tagging:  # episodes of K sentences; n_way does not apply
-        sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed)
-        dev_sampler = SentenceEpisodeSampler(dev_tasks, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
-    else:
-        sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
-        dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
-    if train.meta_batch > len(tasks):
-        raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")
-    torch.manual_seed(train.seed)  # the LoRA A and head initialisation
-    model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
-    model = model_class.for_labels(
-        labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
-        max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
-        lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
-        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
-        prototype_head=enc.prototype_head == "on",
-    )
-    model.config.romanized_languages = [lang for lang, task in tasks.items()
-                                        if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
-    if model.source_transfer is not None:
-        init_source_keys(model, tasks)
-    warm_start = None
-    if train.init == "joint" and not cmd.resume:  # a resumed run finds the stage's θ and record in its checkpoint
-        warm_start = JointWarmStart(steps=train.joint_steps, seed=train.seed).run(model, tasks, dev_tasks)
-    processes = Processes.start()
-    try:
-        trainer = MetaTrainer(model, sampler, train, dev_sampler, processes)
-        checkpoint = Path(f"{cmd.out}.checkpoint")
-        if cmd.resume:
-            trainer.resume(checkpoint if cmd.resume == RESUME_DEFAULT else Path(cmd.resume))
-        elif warm_start is not None:
-            trainer.warm_start = warm_start
-            trainer.checkpoint(checkpoint)  # step 0: the joint stage is never run twice
-        history = trainer.train(checkpoint_dir=checkpoint)
-    finally:
-        processes.close()
-    if not processes.is_main:
-        return 0
-    if model.source_transfer is not None:
-        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
-    if model.prototype_mix is not None:  # θ alone predicts at K=0 (see xmeta.meta.source_prototypes)
-        fold_source_prototypes(model, tasks, seed=train.seed)
-    best = trainer.best
-    model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
-    if trainer.warm_start is not None:
-        model.config.scores["warm_start"] = trainer.warm_start
-    model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
-    step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
-    print(f"saved {cmd.out}  ({len(history)} meta-step{'s' * (len(history) != 1)}, median {step_seconds:.2f} s/step)")
-    return 0
-
-
 def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
     check_language_code(cmd.lang)  # names the flag's value before it is looked up in any file
     if cmd.romanize:
         check_setting(cmd.romanize)
-    _refuse_existing(cmd.out, cmd.overwrite)
+    refuse_existing(cmd.out, cmd.overwrite)
     target_text = read_lines(cmd.target_text) if cmd.target_text else []
     label_map = model_label_map(cmd.model)
     if cmd.shots < 0:
@@ -250,7 +124,7 @@ def _file_language(path: str, data: DataArguments, label_map: LabelMap, lang: st
 def evaluate(cmd: EvaluateCommand, data: DataArguments) -> int:
     from .evaluation import few_shot_evaluation, markdown_table, score_task, write_report
 
-    _refuse_existing(cmd.out, cmd.overwrite)
+    refuse_existing(cmd.out, cmd.overwrite)
     if cmd.romanize:
         check_setting(cmd.romanize)
     label_map = model_label_map(cmd.model)
@@ -350,14 +224,14 @@ def predict_exported(folder: str, texts: list[str]) -> int:
 def explain(cmd: ExplainCommand, data: DataArguments) -> int:
     from .evaluation.explain import explain_sources, write_profile
 
-    _refuse_existing(cmd.out, cmd.overwrite)
+    refuse_existing(cmd.out, cmd.overwrite)
     config = read_config(Path(cmd.model))
     lang = cmd.lang or (config.adapted_languages[0] if len(config.adapted_languages) == 1 else "")
     if not lang:
         raise ArgumentError("--lang is required (the model has no single adapted language)")
     if not config.source_attention:
         raise ArgumentError(f"{cmd.model}: meta-trained without source attention (--source_attention on)")
-    texts = read_texts(cmd.file, _columns(data)) if cmd.file else \
+    texts = read_texts(cmd.file, file_columns(data)) if cmd.file else \
         task_language(data, lang, "train", LabelMap(tuple(config.labels)), cmd.model, "--file").texts
     model = load_any(cmd.model, lang=lang if lang in config.adapted_languages else META_ADAPTER)
     if cmd.file and isinstance(model, XMetaForTokenClassification):  # a line is its whitespace-separated words

@@ -10,7 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ArgumentError, XMetaError
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from .errors import ArgumentError, ModelFolderError, XMetaError
 
 
 def check_output_folder(path: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> Path:
@@ -78,3 +81,13 @@ def write_json(path: str | Path, obj: object) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def read_safetensors(path: Path) -> dict:
+    """A safetensors file's tensors; a missing or corrupt file is one `ModelFolderError` naming it."""
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: missing weights file")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFolderError(f"{path}: corrupt safetensors file ({err})") from err

@@ -4,7 +4,8 @@ from xmeta.data.cards import SplitSpec, TaskCard, available_tasks, load_task_car
 from xmeta.data.cldr import CldrSource, available_locales
 from xmeta.data.collate import encode_texts
 from xmeta.data.readers import Columns, read_file, read_hf_dataset
-from xmeta.data.sampler import Episode, EpisodeSampler, sample_k_shot
+from xmeta.data.loading import load_language_tasks
+from xmeta.data.sampler import Episode, EpisodeSampler
 from xmeta.data.tagging import TagColumns, read_tagged_file, read_tagged_hf
 from xmeta.data.tagging_task import (
     SentenceEpisodeSampler,
@@ -14,7 +15,7 @@ from xmeta.data.tagging_task import (
     tagging_tasks_from_dataset,
 )
 from xmeta.data.splits import Split, assign_item_splits, select_split
-from xmeta.data.task import LabelMap, LanguageTask, load_language_tasks, tasks_from_dataset
+from xmeta.data.task import LabelMap, LanguageTask, sample_k_shot, tasks_from_dataset
 
 __all__ = [
     "CldrSource",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from xmeta.data.task import LanguageTask
+from xmeta.data.task import LanguageTask, _positive
 from xmeta.errors import ArgumentError, DataError, warn
 
 LanguageSampling = Literal["uniform", "size"]
@@ -39,11 +39,6 @@ class Episode:
             query_texts=[task.texts[i] for i in query],
             query_labels=[task.labels[i] for i in query],
         )
-
-
-def _positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
 
 
 class EpisodeSampler:
@@ -129,25 +124,6 @@ class EpisodeSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
-
-
-def sample_k_shot(task: LanguageTask, k: int, seed: int) -> list[int]:
-    """Indices of K examples per label of ``task`` (a few-shot training set), sorted.
-
-    The same (task, k, seed) always gives the same set, so evaluations over seeds
-    are comparable between models.
-    """
-    _positive("k", k)
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label, rows in task.by_label().items():
-        if len(rows) < k:
-            raise DataError(
-                f"language {task.lang}: label '{task.label_map.names[label]}' has {len(rows)} examples, "
-                f"fewer than k={k}"
-            )
-        chosen += rng.choice(rows, size=k, replace=False).tolist()
-    return sorted(chosen)
 
 
 def without_conflicts(task: LanguageTask) -> LanguageTask:

@@ -8,13 +8,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from datasets import Dataset
 
-from xmeta.data.cards import TaskCard
-from xmeta.data.cldr import CldrSource
-from xmeta.data.gnome_help import GnomeHelpSource
-from xmeta.data.splits import Split, select_split
-from xmeta.errors import DataError
+from xmeta.errors import ArgumentError, DataError
 
 
 @dataclass(frozen=True)
@@ -95,8 +92,6 @@ class LanguageTask:
 
     def shots(self, k: int, seed: int) -> list[int]:
         """Indices of a K-shot set (K per class, stratified), the same for the same (k, seed)."""
-        from xmeta.data.sampler import sample_k_shot  # the sampler builds on this module
-
         return sample_k_shot(self, k, seed)
 
     def examples(self, indices: Sequence[int]) -> list[tuple[str, ...]]:
@@ -147,19 +142,25 @@ def tasks_from_dataset(dataset: Dataset, label_map: LabelMap | None = None, orig
     }
 
 
-def load_language_tasks(card: TaskCard, langs: Iterable[str] | None = None, split: Split = "train") -> dict[str, LanguageTask]:
-    """The ``split`` of ``langs`` (default: the card's sources), one LanguageTask per language."""
-    langs = list(card.sources if langs is None else langs)
-    if card.source_type == "hf-datasets":
-        from xmeta.data.hub import hub_language_tasks  # reads tagging data too, which builds on this module
+def _positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
 
-        return hub_language_tasks(card, langs, split)
-    source = (GnomeHelpSource if card.source_type == "gnome-help" else CldrSource).from_card(card)
-    spec = card.split
-    assignment = source.item_splits(spec.seed, spec.test_fraction, spec.dev_fraction, spec.reference_language)
-    dataset = select_split(source.read(langs), assignment, split, card.name)
-    tasks = tasks_from_dataset(dataset, LabelMap(card.labels), origin=card.name)
-    empty = [lang for lang in langs if lang not in tasks]
-    if empty:
-        raise DataError(f"{card.name}: language '{empty[0]}' has no rows in the {split} split")
-    return {lang: tasks[lang] for lang in dict.fromkeys(langs)}
+
+def sample_k_shot(task: LanguageTask, k: int, seed: int) -> list[int]:
+    """Indices of K examples per label of ``task`` (a few-shot training set), sorted.
+
+    The same (task, k, seed) always gives the same set, so evaluations over seeds
+    are comparable between models.
+    """
+    _positive("k", k)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label, rows in task.by_label().items():
+        if len(rows) < k:
+            raise DataError(
+                f"language {task.lang}: label '{task.label_map.names[label]}' has {len(rows)} examples, "
+                f"fewer than k={k}"
+            )
+        chosen += rng.choice(rows, size=k, replace=False).tolist()
+    return sorted(chosen)

@@ -322,7 +322,7 @@ class Benchmark:
 
     def meta_trained(self, method: Method) -> Path:
         """Meta-train through the same code as `xmeta meta-train` (resuming its checkpoint)."""
-        from ..commands import meta_train
+        from ..train import meta_train
 
         out = self.model_dir(method)
         if (out / "config.json").exists():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import ArgumentError, ModelFolderError
-from ..fileio import atomic_directory, write_json
-from ..modeling.serialization import read_safetensors
+from ..fileio import atomic_directory, read_safetensors, write_json
 from ..version import __version__
 
 FORMAT = 1
@@ -32,6 +31,24 @@ BANK_PREFIX = "bank."  # source-language bank slots: refreshed state, though not
 BEST_PREFIX = "best."  # the best-scoring θ so far (model selection on dev)
 # flags a resumed run may change: they do not alter the sequence of updates
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "dev_episodes")
+
+
+@dataclass
+class StepLog:
+    step: int
+    query_loss: float
+    query_accuracy: float
+    seconds: float
+    dev_accuracy: float | None = None
+
+
+@dataclass
+class BestState:
+    """The best dev score so far, its step and a copy of θ then."""
+
+    step: int
+    score: float
+    weights: dict[str, torch.Tensor]
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
@@ -110,8 +127,6 @@ def read_state(directory: Path) -> dict[str, Any]:
 
 def load_checkpoint(directory: Path, trainer) -> None:
     """Restore ``trainer`` (parameters, AdamW, sampler, RNGs, step, history) from ``directory``."""
-    from .trainer import BestState, StepLog
-
     state = read_state(directory)
     current = asdict(trainer.args)
     for name, value in state["arguments"].items():

@@ -27,7 +27,7 @@ from ..data import Episode, EpisodeSampler
 from ..distributed import Processes
 from ..errors import ArgumentError, TrainingInterrupted, XMetaError
 from .batch import DEFAULT_CHUNK, LabelledBatch
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import BestState, StepLog, load_checkpoint, save_checkpoint
 from .fomaml import FirstOrderMAML, InnerLoop, batch_loss
 
 
@@ -82,24 +82,6 @@ class MetaTrainingArguments:
                             "checkpoint_every": self.checkpoint_every, "weight_decay": self.weight_decay}.items():
             if value < 0:
                 raise ArgumentError(f"--{name} must not be negative (got {value})")
-
-
-@dataclass
-class StepLog:
-    step: int
-    query_loss: float
-    query_accuracy: float
-    seconds: float
-    dev_accuracy: float | None = None
-
-
-@dataclass
-class BestState:
-    """The best dev score so far, its step and a copy of θ then."""
-
-    step: int
-    score: float
-    weights: dict[str, torch.Tensor]
 
 
 def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:

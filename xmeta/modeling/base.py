@@ -8,7 +8,6 @@ is the per-adapter head copy) and how it tokenises (``tokenize``); everything el
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,22 +22,12 @@ from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, tr
 from ..errors import ArgumentError, DataError, warn
 from .classifier import PooledClassifier
 from .inner_rates import InnerRates
+from .language_codes import META_ADAPTER, check_language_code
 from .meta_embedding import CharNgramFeatures, MetaEmbedding
 from .pooling import mean_pool
 from .prototype_head import PrototypeMix
 from .source_attention import PEFT_PREFIX, SourceTransfer, build_source_transfer
 from .target_view import forget_target_view, is_shared_meta_embedding_tensor, is_target_view_tensor
-
-META_ADAPTER = "meta"
-_LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-
-
-def check_language_code(lang: str) -> str:
-    """Language codes name adapters and folders, so they must be short and plain."""
-    if not _LANG_RE.match(lang or "") or lang == META_ADAPTER:
-        raise ArgumentError(f"language code {lang!r} is not usable (letters, digits, '-', '_'; not 'meta')")
-    return lang
-
 
 def default_language(languages: Sequence[str]) -> str:
     """The adapter a model folder is used through when no language is named (API and CLI alike):
@@ -74,6 +63,7 @@ class XMetaModelBase(XMetaPreTrainedModel):
     """
 
     network_class: type[PooledClassifier] = PooledClassifier
+    tags_words = False  # a tagger (one label per word): exported as XLMForTokenClassification
     passthrough_inputs: tuple[str, ...] = ()  # inputs the network needs besides the encoder's (kept by the layer cache)
 
     def __init__(

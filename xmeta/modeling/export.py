@@ -48,6 +48,7 @@ from transformers import PreTrainedTokenizerFast, XLMConfig, XLMForSequenceClass
 from ..data.romanize import romanize_texts
 from ..errors import ArgumentError, ModelFolderError
 from ..fileio import atomic_directory
+from .language_codes import META_ADAPTER
 
 if TYPE_CHECKING:
     from .base import XMetaModelBase
@@ -136,10 +137,7 @@ def export_merged(
 ) -> Path:
     """Write ``lang``'s adapted classifier (default: the active adapter) as ``XLMForSequenceClassification``
     (a tagger: ``XLMForTokenClassification``)."""
-    from .base import META_ADAPTER
-    from .token_classification import XMetaForTokenClassification
-
-    tagger = isinstance(model, XMetaForTokenClassification)
+    tagger = model.tags_words
 
     adapter = lang or model.active_language or META_ADAPTER
     if adapter not in model.peft.peft_config:

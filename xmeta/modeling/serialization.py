@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import XMetaConfig
 from ..errors import ModelFolderError
-from ..fileio import atomic_directory
+from ..fileio import atomic_directory, read_safetensors
 from ..version import __version__
+from .language_codes import META_ADAPTER
 from .model_card import model_card
 from .prototype_head import SOURCE_OFFSET_KEYS
 from .source_attention import bank_folder_state
@@ -35,8 +35,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite: bool = True) -> Path:
     """Write the whole folder to a temporary sibling and rename it into place."""
-    from .sequence_classification import META_ADAPTER
-
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         model.config.architectures = [type(model).__name__]
         model.config.save_pretrained(tmp)
@@ -83,15 +81,6 @@ def refuse_pickles(directory: Path) -> None:
             raise ModelFolderError(f"{path}: pickle weights are refused; xmeta loads safetensors only")
 
 
-def read_safetensors(path: Path) -> dict:
-    if not path.is_file():
-        raise ModelFolderError(f"{path}: missing weights file")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFolderError(f"{path}: corrupt safetensors file ({err})") from err
-
-
 def read_adapter_config(folder: Path) -> dict:
     """An adapter's ``adapter_config.json``, checked before peft reads it (peft would raise a bare traceback)."""
     path = folder / "adapter_config.json"
@@ -108,8 +97,6 @@ def read_adapter_config(folder: Path) -> dict:
 
 def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSequenceClassification:
     """Rebuild the model around its named encoder, then restore θ and every language adapter."""
-    from .sequence_classification import META_ADAPTER
-
     config = read_config(directory)
     refuse_pickles(directory)
     model = cls(config, **model_kwargs)

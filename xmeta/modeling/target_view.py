@@ -28,6 +28,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ..errors import DataError, ModelFolderError
+from ..fileio import read_safetensors
 from .meta_embedding import (
     SUBWORD_MARK,
     MetaEmbedding,
@@ -171,8 +172,6 @@ def save_target_views(layer: MetaEmbedding, directory: Path, langs: Iterable[str
 
 def load_target_views(model, directory: Path) -> None:
     """Rebuild the target view of every adapted language that was saved with one."""
-    from .serialization import read_safetensors
-
     layer: MetaEmbedding = model.peft.base_model.model.meta_embedding
     hidden = model.peft.base_model.model.encoder.config.hidden_size
     for lang in model.config.adapted_languages:

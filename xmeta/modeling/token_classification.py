@@ -37,6 +37,7 @@ class XMetaForTokenClassification(XMetaModelBase):
     """Word tagger (NER, POS) whose fast weights (LoRA + head) are one peft adapter per language."""
 
     network_class = TokenTagger
+    tags_words = True
     passthrough_inputs = ("word_starts",)
 
     def forward(
@@ -108,7 +109,7 @@ class XMetaForTokenClassification(XMetaModelBase):
     def evaluate(self, sentences: Sequence[Sequence[str]], tags: Sequence[Sequence[str]], lang: str | None = None,
                  batch_size: int = 32) -> dict[str, float]:
         """Entity-level precision/recall/F1 (seqeval) and token accuracy on tagged sentences."""
-        from ..evaluation.metrics import tagging_scores  # evaluation builds on modeling, not the other way round
+        from ..evaluation.metrics import tagging_scores  # seqeval loads only when a tagger is scored
 
         return tagging_scores([list(map(str, t)) for t in tags], self.predict(sentences, lang, batch_size))
 

@@ -1,0 +1,110 @@
+"""One meta-training run, from settings to a saved model folder: what `xmeta meta-train` and the benchmark both run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .arguments import DEFAULT_TASK, RESUME_DEFAULT, DataArguments, EncoderArguments, MetaTrainCommand, split_list
+from .data import EpisodeSampler, load_language_tasks, load_task_card
+from .data.files import file_tasks
+from .data.romanize import romanization_needed
+from .data.sampler import episode_languages
+from .data.tagging_task import SentenceEpisodeSampler, TaggingTask
+from .distributed import Processes
+from .errors import ArgumentError, DataError
+from .fileio import check_output_folder
+from .meta.bank import finalize_bank, init_source_keys
+from .meta.source_prototypes import fold_source_prototypes
+from .meta.trainer import MetaTrainer, MetaTrainingArguments
+from .meta.warm_start import JointWarmStart
+from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
+
+BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
+
+
+def refuse_existing(out: str, overwrite: bool) -> None:
+    """Fail before hours of work, not after (a file, an existing folder, a read-only parent): the final write checks again."""
+    if out:
+        check_output_folder(out, overwrite)
+
+
+def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments, train: MetaTrainingArguments) -> int:
+    enc.validate()
+    train.validate()
+    refuse_existing(cmd.out, cmd.overwrite)
+    if cmd.adapt_steps < 1:
+        raise ArgumentError(f"--adapt_steps must be at least 1 (got {cmd.adapt_steps})")
+    if cmd.train_file:
+        tasks = file_tasks(cmd.train_file, data, None)
+        if cmd.sources:
+            wanted = split_list(cmd.sources, "--sources")
+            missing = [lang for lang in wanted if lang not in tasks]
+            if missing:
+                raise DataError(f"{cmd.train_file}: no rows for language '{missing[0]}'")
+            tasks = {lang: tasks[lang] for lang in wanted}
+        dev_tasks, labels, trained_on = None, next(iter(tasks.values())).label_map.names, Path(cmd.train_file).name
+    else:
+        card = load_task_card(data.task or DEFAULT_TASK)
+        sources = split_list(cmd.sources, "--sources") if cmd.sources else list(card.sources)
+        if not sources:
+            raise DataError(f"task {card.name}: zero source languages left")
+        tasks = load_language_tasks(card, sources, "train")
+        dev_tasks = load_language_tasks(card, sources, "dev")
+        labels, trained_on = card.labels, card.name
+    n_way = train.n_way or None
+    tagging = isinstance(next(iter(tasks.values())), TaggingTask)
+    if not tagging:  # a language that cannot make an episode is skipped with a warning (not the whole run)
+        tasks = episode_languages(tasks, n_way, train.k_shot, train.k_query)
+        dev_tasks = episode_languages(dev_tasks, n_way, train.k_shot, train.k_query, "dev") if dev_tasks else None
+    if tagging:  # episodes of K sentences; n_way does not apply
+        sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed)
+        dev_sampler = SentenceEpisodeSampler(dev_tasks, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
+    else:
+        sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
+        dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
+    if train.meta_batch > len(tasks):
+        raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")
+    torch.manual_seed(train.seed)  # the LoRA A and head initialisation
+    model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
+    model = model_class.for_labels(
+        labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
+        max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
+        lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
+        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
+        prototype_head=enc.prototype_head == "on",
+    )
+    model.config.romanized_languages = [lang for lang, task in tasks.items()
+                                        if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
+    if model.source_transfer is not None:
+        init_source_keys(model, tasks)
+    warm_start = None
+    if train.init == "joint" and not cmd.resume:  # a resumed run finds the stage's θ and record in its checkpoint
+        warm_start = JointWarmStart(steps=train.joint_steps, seed=train.seed).run(model, tasks, dev_tasks)
+    processes = Processes.start()
+    try:
+        trainer = MetaTrainer(model, sampler, train, dev_sampler, processes)
+        checkpoint = Path(f"{cmd.out}.checkpoint")
+        if cmd.resume:
+            trainer.resume(checkpoint if cmd.resume == RESUME_DEFAULT else Path(cmd.resume))
+        elif warm_start is not None:
+            trainer.warm_start = warm_start
+            trainer.checkpoint(checkpoint)  # step 0: the joint stage is never run twice
+        history = trainer.train(checkpoint_dir=checkpoint)
+    finally:
+        processes.close()
+    if not processes.is_main:
+        return 0
+    if model.source_transfer is not None:
+        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
+    if model.prototype_mix is not None:  # θ alone predicts at K=0 (see xmeta.meta.source_prototypes)
+        fold_source_prototypes(model, tasks, seed=train.seed)
+    best = trainer.best
+    model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
+    if trainer.warm_start is not None:
+        model.config.scores["warm_start"] = trainer.warm_start
+    model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
+    step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
+    print(f"saved {cmd.out}  ({len(history)} meta-step{'s' * (len(history) != 1)}, median {step_seconds:.2f} s/step)")
+    return 0
