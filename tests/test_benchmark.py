@@ -292,3 +292,75 @@ def test_fingerprints_are_canonical_and_follow_the_weights(tmp_path, tiny_encode
     data[-1] ^= 1  # one bit of one weight
     weights.write_bytes(bytes(data))
     assert weights_digest(str(copy)) != weights_digest(str(tiny_encoder_dir))
+
+
+def test_warm_start_row_spends_b1s_example_budget():
+    """A warm-start row's joint stage plus meta-training pass as many examples as B1 at the same budget
+    (less than one joint batch short), for any budget and episode shape."""
+    from xmeta.meta.warm_start import JointWarmStart
+
+    for shape in ({}, {"inner_steps": 5, "k_shot": 2, "k_query": 6}):
+        plan = Plan(targets=["yo"], extra_targets=[], shots=[4], ablation_shots=[0, 4], seeds=[0],
+                    methods=list(METHODS), meta_steps=40, budgets=[0.5, 1, 2, 4], **shape)
+        for n_way in (3, 8):
+            for budget in plan.budgets:
+                b1 = plan.joint_steps(n_way, budget) * plan.joint_batch
+                joint, meta = plan.warm_split(n_way, budget)
+                warm = joint * JointWarmStart.batch_size + meta * plan.passes_per_meta_step(n_way)
+                assert 0 <= b1 - warm < plan.joint_batch, (shape, n_way, budget)
+                assert meta == plan.meta_steps_at(budget) // 2 and joint >= 1
+    assert plan.joint_steps(8, 2) == 2 * plan.joint_steps(8) and plan.meta_steps_at(0.5) == 20
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--budgets", "0,1"], "--budgets: multiples must be positive"),
+    (["--budgets", "1,x"], "--budgets: expected comma-separated numbers"),
+    (["--budgets", "1,1.01", "--meta_steps", "10"], "two budgets round to the same meta-steps"),
+    (["--budgets", "0.01,1", "--meta_steps", "10", "--methods", "xmeta+warm"], "warm-start row gets 0 meta-steps"),
+])
+def test_bad_budgets_are_one_line_errors(tmp_path, tiny_encoder_dir, capsys, flags, message):
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    argv = ["benchmark", "--task", str(card), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "b"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "b").exists()
+
+
+def test_budgets_train_every_row_at_every_multiple(tmp_path, tiny_encoder_dir):
+    """--budgets 0.5,1 on the tiny encoder: B1/B2 and each xmeta row trained twice (once per budget), the
+    cells of each budget under their own fingerprint, K=0 and K=4 at both, budget.md/.png and the curve."""
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    out = tmp_path / "bench"
+    methods = ("--methods", "joint-ft,xmeta+warm", "--budgets", "0.5,1")
+    results = quick(out, card, tiny_encoder_dir, *methods)
+    models = sorted(p.name.rsplit("-", 1)[0] for p in (out / "models").iterdir() if p.suffix != ".checkpoint")
+    assert models == ["joint", "joint-0.5x", "xmeta+warm", "xmeta+warm@0.5x"]
+    runs = {(r["method"], r["k"], r["seed"]): r for r in results["runs"]}
+    for name in ("joint-ft", "xmeta+warm"):
+        for k in (0, 4):
+            half, full = runs[(f"{name}@0.5x", k, 0)], runs[(name, k, 0)]
+            assert (half["budget"], full["budget"]) == (0.5, 1.0)
+            assert half["fingerprint"] != full["fingerprint"] and half["model_fingerprint"] != full["model_fingerprint"]
+    assert results["stale_cells"] == 0 and results["settings"]["budgets"] == [0.5, 1.0]
+
+    passes = {}
+    for record in (out / "cache").glob("*/train-*.json"):
+        passes[record.parent.name] = json.loads(record.read_text())["example_passes"]
+    for suffix, joint in (("", "joint"), ("@0.5x", "joint-0.5x")):  # equal budgets, the warm stage counted
+        assert 0 <= passes[joint] - passes[f"xmeta+warm{suffix}"] < 32
+    assert passes["joint"] == 2 * passes["joint-0.5x"]
+    warm = json.loads(next((out / "cache" / "xmeta+warm").glob("train-*.json")).read_text())
+    assert warm["joint_steps"] >= 1 and warm["flags"] == {"prototype_head": "on", "init": "joint"}
+
+    curve = results["budget_curve"]
+    assert set(curve) == {"0", "4"} and all(set(rows) == {"joint-ft", "xmeta+warm"} for rows in curve.values())
+    assert all(set(points) == {"0.5", "1"} for rows in curve.values() for points in rows.values())
+    assert curve["4"]["xmeta+warm"]["0.5"] == runs[("xmeta+warm@0.5x", 4, 0)]["macro_f1"]
+    table = (out / "budget.md").read_text()
+    assert "| method | ×0.5 | ×1 |" in table and table.count("| xmeta+warm |") == 2
+    assert table in (out / "results.md").read_text() and (out / "budget.png").stat().st_size > 0
+
+    served = cache_files(out)  # a rerun serves every budget's cells
+    quick(out, card, tiny_encoder_dir, *methods)
+    assert cache_files(out) == served

@@ -172,6 +172,8 @@ class BenchmarkCommand:
     ablation_shots: str = field(default="0,4", metadata={"help": "K for the ablation rows (xmeta+sa, +me, +lr)"})
     seeds: int = field(default=5, metadata={"help": "shot seeds per K"})
     meta_steps: int = field(default=40, metadata={"help": "meta-steps of every xmeta variant (B1 gets the same example budget)"})
+    budgets: str = field(default="1", metadata={"help": "multiples of that budget at which B1/B2 and every xmeta row "
+                                                         "are trained and scored at the ablation shots (budget.md/.png)"})
     test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
     romanize: Literal["auto", "on", "off"] = field(default="auto", metadata={
         "help": "romanise a target's texts for every method (auto: where over 5%% of its tokens are <unk>); "

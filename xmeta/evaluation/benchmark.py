@@ -30,10 +30,11 @@ from ..encoders import load_encoder, resolve_encoder
 from ..fileio import write_json
 from ..meta.batch import LabelledBatch
 from ..meta.trainer import MetaTrainingArguments
+from ..meta.warm_start import JointWarmStart
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
 from ..version import __version__
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
-from .benchmark_plan import ALL_ROWS, Method, Plan
+from .benchmark_plan import ALL_ROWS, Method, Plan, check_budgets
 from .fingerprint import SHORT, fingerprint, rows_digest, weights_digest
 
 SCRATCH = "bench"  # adapter name for one adaptation, dropped after scoring
@@ -84,6 +85,7 @@ class Benchmark:
                          "source_rows": rows_digest({**{f"train/{k}": v for k, v in self.source_train.items()},
                                                      **{f"dev/{k}": v for k, v in self.source_dev.items()}})}
         self.target_rows = {lang: rows_digest({"train": self.train[lang], "test": self.test[lang]}) for lang in self.langs}
+        check_budgets(plan, self.n_way())
 
     # -------------------------------------------------------------- preflight
     def tuning_langs(self) -> list[str]:
@@ -102,7 +104,7 @@ class Benchmark:
             k = self.plan.tuning_k
             problems += shot_problems([self.source_dev[lang] for lang in self.tuning_langs()], "dev", k + 1,
                                       f"adaptation tuning (K={k} shots + held-out rows)")
-        max_k = max((k for m in self.plan.methods for k in self.plan.shots_for(m) if k != ALL_ROWS), default=0)
+        max_k = max((k for m in self.plan.runs() for k in self.plan.shots_for(m) if k != ALL_ROWS), default=0)
         problems += shot_problems(self.train.values(), "train", max_k, f"K={max_k} shots")
         problems += shot_problems(self.full_test.values(), "test", 1, "macro-F1 over every label")
         return problems
@@ -117,20 +119,36 @@ class Benchmark:
         return len(self.labels)
 
     def model_settings(self, method: Method) -> dict:
-        """What determines the model (or probe setup) a method's cells are scored with."""
+        """What determines the model (or probe setup) a method's cells are scored with. A warm-start row's
+        joint stage and meta-training together get the example passes of B1 at the same budget."""
         p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps, "seed": 0}
         if method.kind in ("joint", "joint-ft", "oracle"):
-            scale = 1 if method.kind == "oracle" else method.budget_scale
-            return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way()) * scale, "batch": p.joint_batch,
-                    "lr": JOINT_LR, "dev_per_class": p.dev_per_class}
+            return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way(), self.joint_multiple(method)),
+                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class}
         if method.kind == "xmeta":
-            return {**base, "kind": "xmeta", "meta_steps": p.meta_steps * method.budget_scale,
-                    "meta_batch": p.meta_batch, "k_shot": p.k_shot, "k_query": p.k_query,
-                    "inner_steps": p.inner_steps, "flags": {**method.encoder_flags, **method.training_flags}}
+            steps = {"meta_steps": p.meta_steps_at(method.multiple)}
+            if method.warm_start:
+                steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
+            return {**base, "kind": "xmeta", **steps, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
+                    "k_query": p.k_query, "inner_steps": p.inner_steps,
+                    "flags": {**method.encoder_flags, **method.training_flags}}
         if method.kind == "probe":
             return {**base, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
                     "c_grid": PROBE_C_GRID}
         return {**base, "kind": method.kind}
+
+    @staticmethod
+    def joint_multiple(method: Method) -> float:
+        """The budget of the B1 model a row builds on (the oracle always on budget 1's)."""
+        return 1.0 if method.kind == "oracle" else method.multiple
+
+    def example_passes(self, method: Method) -> int:
+        """Examples a trained row's model saw in training (a warm start's joint stage included)."""
+        s = self.model_settings(method)
+        if s["kind"] == "joint":
+            return s["steps"] * s["batch"]
+        return s.get("joint_steps", 0) * JointWarmStart.batch_size + \
+            s["meta_steps"] * self.plan.passes_per_meta_step(self.n_way())
 
     def model_fingerprint(self, method: Method) -> str:
         return fingerprint(self.model_settings(method))
@@ -143,12 +161,12 @@ class Benchmark:
                             "k": self.plan.tuning_k})
 
     def tuning_file(self, method: Method) -> Path:
-        return self.out / "cache" / method.name / f"tuning-{self.tuning_fingerprint(method)[:SHORT]}.json"
+        return self.out / "cache" / method.label / f"tuning-{self.tuning_fingerprint(method)[:SHORT]}.json"
 
     def cell_settings(self, method: Method, lang: str, k: int, seed: int) -> dict:
         """What determines one number: the model, its tuning, the shots and test rows it saw."""
         shots = self.shots(lang, k, seed) if k not in (0, ALL_ROWS) else []
-        return {"method": method.name, "model": self.model_fingerprint(method),
+        return {"method": method.name, "budget": method.multiple, "model": self.model_fingerprint(method),
                 "tuning": self.tuning_fingerprint(method), "lang": lang, "k": k, "seed": seed,
                 "target_rows": self.target_rows[lang],
                 "shot_items": self.item_ids(lang, shots), "test_items": self.test_items(lang),
@@ -164,13 +182,13 @@ class Benchmark:
         return self.out / "cache" / method / lang / f"k{'all' if k == ALL_ROWS else k}-s{seed}"
 
     def cache_file(self, method: Method, lang: str, k: int, seed: int) -> Path:
-        stem = self.cell_stem(method.name, lang, k, seed)
+        stem = self.cell_stem(method.label, lang, k, seed)
         return stem.with_name(f"{stem.name}-{self.cell_fingerprint(method, lang, k, seed)[:SHORT]}.json")
 
     def record(self, method: Method, lang: str, k: int, seed: int, scores: dict, **extra: object) -> None:
         settings = self.cell_settings(method, lang, k, seed)
         write_record(self.cache_file(method, lang, k, seed), {
-            "method": method.name, "lang": lang, "k": k, "seed": seed, **scores, **extra,
+            "method": method.label, "budget": method.multiple, "lang": lang, "k": k, "seed": seed, **scores, **extra,
             "fingerprint": fingerprint(settings), "model_fingerprint": settings["model"],
             "target_text": settings["target_text"], "shot_items": settings["shot_items"],
             "test_items": settings["test_items"]})
@@ -186,8 +204,8 @@ class Benchmark:
     def model_name(self, method: Method) -> str:
         """The trained model (and train record) a method's cells use: B2 and the oracle build on B1."""
         if method.kind in ("joint", "joint-ft", "oracle"):
-            return self.joint_name(1 if method.kind == "oracle" else method.budget_scale)
-        return method.name
+            return self.joint_name(self.joint_multiple(method))
+        return method.label
 
     def train_record(self, method: Method) -> Path:
         return self.out / "cache" / self.model_name(method) / f"train-{self.model_fingerprint(method)[:SHORT]}.json"
@@ -201,7 +219,7 @@ class Benchmark:
 
     # ------------------------------------------------------------------- runs
     def run(self) -> None:
-        for method in self.plan.methods:
+        for method in self.plan.runs():
             if not any(self.pending(method, lang) for lang in self.langs):
                 continue
             runner = {"probe": self.run_probe, "oracle": self.run_oracle}.get(method.kind, self.run_adapting)
@@ -209,7 +227,7 @@ class Benchmark:
             gc.collect()
 
     def progress(self, method: Method) -> Iterator[tuple[str, list[tuple[int, int]]]]:
-        for lang in tqdm(self.langs, desc=method.name, unit="lang", dynamic_ncols=True):
+        for lang in tqdm(self.langs, desc=method.label, unit="lang", dynamic_ncols=True):
             todo = self.pending(method, lang)
             if todo:
                 yield lang, todo
@@ -236,7 +254,7 @@ class Benchmark:
                 batches[lang] = self.test_batch(model, lang)
             return batches[lang]
 
-        for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.name, unit="K,seed", dynamic_ncols=True):
+        for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.label, unit="K,seed", dynamic_ncols=True):
             for lang in [lang for lang in self.langs if (k, seed) in todo[lang]]:
                 if k == 0:
                     self.record(method, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
@@ -333,19 +351,22 @@ class Benchmark:
         training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
                                          k_shot=self.plan.k_shot, k_query=self.plan.k_query,
                                          inner_steps=self.plan.inner_steps, eval_every=0, checkpoint_every=10,
-                                         dev_episodes=self.dev_episodes, seed=0, **method.training_flags)
+                                         dev_episodes=self.dev_episodes, seed=0, **method.training_flags,
+                                         **({"joint_steps": settings["joint_steps"]} if method.warm_start else {}))
         start = time.perf_counter()
         meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                    training)
         write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
                                                  "meta_steps": settings["meta_steps"], "resumed": bool(resume),
+                                                 "joint_steps": settings.get("joint_steps", 0),
+                                                 "example_passes": self.example_passes(method),
                                                  "flags": settings["flags"], "fingerprint": fingerprint(settings)})
         return out
 
     @staticmethod
-    def joint_name(budget_scale: int) -> str:
+    def joint_name(multiple: float) -> str:
         """The B1 model (and its train record) a method with this budget builds on."""
-        return "joint" if budget_scale == 1 else f"joint-{budget_scale}x"
+        return "joint" if multiple == 1 else f"joint-{multiple:g}x"
 
     def joint_model(self, method: Method) -> Path:
         """B1: the adapter trained on every source row, selected on source dev rows."""
@@ -364,6 +385,7 @@ class Benchmark:
                                      eval_every=max(1, steps // 8), desc="joint (B1)")
         model.save_pretrained(out)
         write_record(self.train_record(method), {"seconds": round(result.seconds, 1), **asdict(result),
+                                                 "example_passes": self.example_passes(method),
                                                  "fingerprint": fingerprint(settings)})
         return out
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from ..arguments import BenchmarkCommand, int_list, split_list
 from ..errors import ArgumentError
 from ..meta.trainer import MetaTrainingArguments
+from ..meta.warm_start import JointWarmStart
 
 ALL_ROWS = -1  # "K" of the oracle rows: every training row of the target
 TARGET_TEXT = ("none", "train")  # unlabelled target text given to every method that can use it
+BUDGET_KINDS = ("joint", "joint-ft", "xmeta")  # the rows trained once per --budgets multiple
+WARM_META_SHARE = 0.5  # share of a warm-start row's example budget spent meta-training (the rest: its joint stage)
 
 
 @dataclass(frozen=True)
@@ -24,11 +28,27 @@ class Method:
     ablation: bool = False  # scored at the ablation shots only
     budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
     by_default: bool = True  # run when --methods is not given
+    budget: float = 1.0  # the --budgets multiple this copy of the row is trained at
 
     @property
     def reads_target_text(self) -> bool:
         """Only a meta-embedding can use unlabelled target text (its per-language target view)."""
         return self.encoder_flags.get("meta_embedding") == "on"
+
+    @property
+    def multiple(self) -> float:
+        """Training budget in units of the plan's budget (the -2x rows' scale times the --budgets multiple)."""
+        return self.budget_scale * self.budget
+
+    @property
+    def label(self) -> str:
+        """The row's name in the cache and the records: the method's name, suffixed ``@<budget>x`` off budget 1."""
+        return self.name if self.budget == 1 else f"{self.name}@{self.budget:g}x"
+
+    @property
+    def warm_start(self) -> bool:
+        """An xmeta row whose meta-training starts from a joint stage (``meta-train --init joint``)."""
+        return self.training_flags.get("init") == "joint"
 
 
 METHODS = (
@@ -48,6 +68,8 @@ METHODS = (
            {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}),
     Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
     Method("xmeta+proto", "xmeta", "+ prototype-initialised heads (first-order Proto-MAML)", {"prototype_head": "on"}),
+    Method("xmeta+warm", "xmeta", "warm start: a B1-style joint stage, then FOMAML with prototype heads; the two "
+           "stages split the row's example budget half/half", {"prototype_head": "on"}, {"init": "joint"}),
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
 DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)
@@ -64,6 +86,7 @@ class Plan:
     seeds: list[int]
     methods: list[Method]
     meta_steps: int
+    budgets: list[float] = field(default_factory=lambda: [1.0])  # multiples of the budget (B1/B2 and xmeta rows)
     target_text: str = "none"  # none | train: unlabelled target training texts for methods that read them
     meta_batch: int = MetaTrainingArguments.meta_batch
     k_shot: int = MetaTrainingArguments.k_shot  # the meta-training episode shape
@@ -81,21 +104,67 @@ class Plan:
     tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
     tuning_steps: list[int] = field(default_factory=lambda: [10, 30])  # adaptation steps tried with every lr
 
-    def joint_steps(self, n_way: int) -> int:
-        """B1 sees as many examples as meta-training passes through the model per meta-step:
+    def passes_per_meta_step(self, n_way: int) -> int:
+        """Examples one meta-step passes through the model:
         meta-batch × n_way classes × (inner steps × k_shot support rows + k_query query rows)."""
-        per_meta_step = self.meta_batch * n_way * (self.inner_steps * self.k_shot + self.k_query)
-        return max(1, self.meta_steps * per_meta_step // self.joint_batch)
+        return self.meta_batch * n_way * (self.inner_steps * self.k_shot + self.k_query)
+
+    def meta_steps_at(self, multiple: float = 1.0) -> int:
+        return max(1, round(self.meta_steps * multiple))
+
+    def joint_steps(self, n_way: int, multiple: float = 1.0) -> int:
+        """B1 sees as many examples as meta-training passes through the model at the same budget."""
+        return max(1, self.meta_steps_at(multiple) * self.passes_per_meta_step(n_way) // self.joint_batch)
+
+    def warm_split(self, n_way: int, multiple: float = 1.0) -> tuple[int, int]:
+        """(joint-stage steps, meta-steps) of a warm-start row: together as many example passes as B1
+        at the same budget (less than one joint batch short), ``WARM_META_SHARE`` of them meta-training."""
+        total = self.joint_steps(n_way, multiple) * self.joint_batch
+        meta = int(self.meta_steps_at(multiple) * WARM_META_SHARE)
+        joint = (total - meta * self.passes_per_meta_step(n_way)) // JointWarmStart.batch_size
+        if meta < 1 or joint < 1:
+            raise ArgumentError(f"--budgets: at budget {multiple:g} the warm-start row gets {meta} meta-steps and "
+                                f"{joint} joint steps (needs 1 each); raise --meta_steps or the budget")
+        return joint, meta
+
+    def runs(self) -> list[Method]:
+        """Every row to run: the methods at budget 1, then the trained ones at each other --budgets multiple."""
+        extra = [replace(m, budget=b) for b in self.budgets if b != 1 for m in self.methods
+                 if m.kind in BUDGET_KINDS and m.budget_scale == 1]
+        return [*self.methods, *extra]
 
     def shots_for(self, method: Method) -> list[int]:
         if method.kind == "joint":
             return [0]
         if method.kind == "oracle":
             return [ALL_ROWS]
-        shots = self.ablation_shots if method.ablation else self.shots
+        shots = self.ablation_shots if method.ablation or method.budget != 1 else self.shots
         if method.kind == "probe":  # cheap, and the issue's reference point: the probe with every target row
             return [*shots, ALL_ROWS]
         return [k for k in shots if not (k == 0 and method.kind == "target-only")]
+
+
+def budget_list(value: str) -> list[float]:
+    """``--budgets "0.5,1,2"`` -> sorted distinct positive multiples."""
+    try:
+        budgets = sorted({float(v) for v in split_list(value, "--budgets")})
+    except ValueError as err:
+        raise ArgumentError(f"--budgets: expected comma-separated numbers, got {value!r}") from err
+    if not budgets or not all(b > 0 and math.isfinite(b) for b in budgets):
+        raise ArgumentError(f"--budgets: multiples must be positive numbers (got {value!r})")
+    return budgets
+
+
+def check_budgets(plan: Plan, n_way: int) -> None:
+    """Every budget multiple must train a model of its own (distinct meta-steps), and a warm-start row must
+    get at least one step in each of its stages."""
+    steps = [plan.meta_steps_at(b) for b in plan.budgets]
+    if len(set(steps)) < len(steps):
+        raise ArgumentError(f"--budgets {','.join(f'{b:g}' for b in plan.budgets)}: at --meta_steps {plan.meta_steps} "
+                            f"two budgets round to the same meta-steps ({steps}); raise --meta_steps")
+    for m in plan.runs():
+        if m.kind == "xmeta" and m.warm_start:
+            plan.warm_split(n_way, m.multiple)
 
 
 def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
@@ -112,10 +181,11 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
     plan = Plan(targets=targets, extra_targets=extra, shots=int_list(cmd.shots, "--shots"),
                 ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
                 methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
-                target_text=cmd.target_text, test_per_class=cmd.test_per_class, romanize=cmd.romanize)
-    if cmd.quick:
+                budgets=budget_list(cmd.budgets), target_text=cmd.target_text, test_per_class=cmd.test_per_class,
+                romanize=cmd.romanize)
+    if cmd.quick:  # the fewest meta-steps that leave every budget 2 (a warm-start row splits them)
         plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
-                       meta_steps=1, adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
+                       meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
                        oracle_epochs=0.1, pseudo_targets=1, tuning_grid={"joint-ft": [0.1], "target-only": [0.3]},
                        tuning_steps=[2])
     return plan

@@ -1,4 +1,5 @@
-"""The benchmark's report, rebuilt from its cache: results.json, results.md, accuracy_vs_shots.png."""
+"""The benchmark's report, rebuilt from its cache: results.json, results.md, accuracy_vs_shots.png
+(and, with several --budgets, budget.md and budget.png)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import platform
 import re
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..fileio import write_json  # noqa: E402
 from ..version import __version__  # noqa: E402
 from .benchmark import Benchmark  # noqa: E402
-from .benchmark_plan import ALL_ROWS, Method  # noqa: E402
+from .benchmark_plan import ALL_ROWS, BUDGET_KINDS, Method  # noqa: E402
 
 README_START = "<!-- benchmark:start -->"
 README_END = "<!-- benchmark:end -->"
@@ -52,13 +54,13 @@ class BenchmarkReport:
     def __init__(self, bench: Benchmark, command: str) -> None:
         self.bench, self.plan, self.command = bench, bench.plan, command
         self.runs, self.stale = [], 0
-        for method in self.plan.methods:
+        for method in self.plan.runs():
             for lang in bench.langs:
                 for k, seed in bench.cells(method, lang):
                     path = bench.cache_file(method, lang, k, seed)
                     if path.exists():
                         self.runs.append(json.loads(path.read_text()))
-                    stem = bench.cell_stem(method.name, lang, k, seed)
+                    stem = bench.cell_stem(method.label, lang, k, seed)
                     self.stale += sum(p != path for p in stem.parent.glob(f"{stem.name}*.json"))
         self.cell: dict[tuple[str, str, int], dict[int, dict]] = defaultdict(dict)  # (method, lang, k) -> seed -> run
         for r in self.runs:
@@ -138,9 +140,63 @@ class BenchmarkReport:
             if k in self.columns():
                 parts += [f"\nPer target, K={k} (mean over seeds):\n\n", self.per_target(k)]
         parts += ["\nTime (seconds, this machine):\n\n", self.timing()]
+        if len(self.budgets()) > 1:
+            parts += ["\nBudget curve (budget.png): ", self.budget_markdown()]
         parts += ["\nMethods:\n\n"] + [f"- `{m.name}`: {m.description}\n" for m in p.methods]
         parts += [f"\nReproduce: `{self.command}`\n"]
         return "".join(parts)
+
+    # ------------------------------------------------------------ budget curve
+    def budget_methods(self) -> list[Method]:
+        """The rows trained at every budget (the -2x rows are points of that curve already)."""
+        return [m for m in self.plan.methods if m.kind in BUDGET_KINDS and m.budget_scale == 1]
+
+    def budgets(self) -> list[float]:
+        return sorted({1.0, *self.plan.budgets})
+
+    def budget_curve(self) -> dict[str, dict[str, dict[str, float]]]:
+        """K -> method -> budget -> macro-F1 (mean over targets and seeds), at the ablation shots."""
+        curve: dict = {}
+        for k in self.plan.ablation_shots:
+            for m in self.budget_methods():
+                for b in self.budgets():
+                    at = replace(m, budget=b)
+                    value = self.target_mean(at.label, k, self.plan.targets) if k in self.plan.shots_for(at) else None
+                    if value is not None:
+                        curve.setdefault(k_label(k), {}).setdefault(m.name, {})[f"{b:g}"] = value[0]
+        return curve
+
+    def budget_markdown(self) -> str:
+        curve, budgets = self.budget_curve(), [f"{b:g}" for b in self.budgets()]
+        parts = [f"Macro-F1 against the training budget (multiples of {self.plan.meta_steps} meta-steps' example "
+                 f"passes; B1 and each warm start's joint stage counted in the same passes), mean over "
+                 f"{len(self.plan.targets)} targets and the shot seeds.\n"]
+        for k in self.plan.ablation_shots:
+            rows = curve.get(k_label(k), {})
+            parts += [f"\nK={k_label(k)}:\n\n| method | " + " | ".join(f"×{b}" for b in budgets) + " |\n",
+                      "|---|" + "---:|" * len(budgets) + "\n"]
+            parts += [f"| {m.name} | " + " | ".join(f"{rows[m.name][b]:.3f}" if b in rows.get(m.name, {}) else ""
+                                                    for b in budgets) + " |\n" for m in self.budget_methods()]
+        return "".join(parts)
+
+    def plot_budget(self, path: Path) -> None:
+        curve = self.budget_curve()
+        ks = self.plan.ablation_shots
+        fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), sharey=True, squeeze=False)
+        for ax, k in zip(axes[0], ks):
+            for name, points in curve.get(k_label(k), {}).items():
+                ax.plot([float(b) for b in points], list(points.values()), marker="o", label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(self.budgets(), [f"{b:g}" for b in self.budgets()])
+            ax.set_title(f"K={k_label(k)}")
+            ax.set_xlabel("training budget (× the unit example passes)")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel(f"macro-F1, mean over {len(self.plan.targets)} targets")
+        if axes[0][-1].get_legend_handles_labels()[0]:
+            axes[0][-1].legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
 
     def plot(self, path: Path) -> None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -191,9 +247,13 @@ class BenchmarkReport:
             "command": self.command, "task": self.bench.task, "encoder": self.bench.encoder, "settings": settings,
             "versions": versions(), "sources": self.bench.sources, "tuning": tuning,
             "fingerprints": {**identity, "models": {m.name: self.bench.model_fingerprint(m) for m in p.methods}},
-            "stale_cells": self.stale, "summary": self.summary(), "runs": self.runs})
+            "stale_cells": self.stale, "summary": self.summary(), "budget_curve": self.budget_curve(),
+            "runs": self.runs})
         (self.bench.out / "results.md").write_text(self.markdown(), encoding="utf-8")
         self.plot(self.bench.out / "accuracy_vs_shots.png")
+        if len(self.budgets()) > 1:
+            (self.bench.out / "budget.md").write_text(self.budget_markdown(), encoding="utf-8")
+            self.plot_budget(self.bench.out / "budget.png")
 
 
 def update_readme(readme: Path, results_md: str) -> None:
