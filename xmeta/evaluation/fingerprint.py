@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..encoders.embedded import default_cache_dir
-from ..fileio import write_json
+from ..fileio import sha256_file, write_json
 
 SHORT = 12  # hex digits of a fingerprint in file and folder names
 MEMO_MIN_BYTES = 1 << 26  # files this large have their digest remembered; smaller ones are hashed again
@@ -30,20 +30,13 @@ def rows_digest(tasks: dict) -> str:
                                "items": getattr(task, "item_ids", None)} for lang, task in sorted(tasks.items())})
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes; a large file's is remembered by (path, size, mtime) in the xmeta
     cache folder, so an encoder's weights are hashed once, not on every run."""
     stat = path.stat()
     if stat.st_size < MEMO_MIN_BYTES:
-        return _sha256(path)
+        return sha256_file(path)
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     memo_file = default_cache_dir() / "file-digests.json"
     try:
@@ -51,7 +44,7 @@ def file_digest(path: Path) -> str:
     except (OSError, ValueError):
         memo = {}
     if key not in memo:
-        memo[key] = _sha256(path)
+        memo[key] = sha256_file(path)
         memo_file.parent.mkdir(parents=True, exist_ok=True)
         write_json(memo_file, memo)
     return memo[key]

@@ -33,6 +33,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..arguments import EncoderArguments
+from ..meta.trainer import MetaTrainingArguments
 from ..fileio import atomic_directory, write_json
 from ..meta.batch import DEFAULT_CHUNK
 
@@ -74,11 +75,11 @@ class SpeedSettings:
     encoder: str = "embedded"
     max_length: int = EncoderArguments.max_length  # `meta-train`'s truncation length, what the reference pads to
     target: str = "yo"  # the new language of the adaptation timing
-    meta_batch: int = 4
-    k_shot: int = 4
-    k_query: int = 4
-    inner_steps: int = 3
-    inner_lr: float = 0.05
+    meta_batch: int = MetaTrainingArguments.meta_batch
+    k_shot: int = MetaTrainingArguments.k_shot
+    k_query: int = MetaTrainingArguments.k_query
+    inner_steps: int = MetaTrainingArguments.inner_steps
+    inner_lr: float = MetaTrainingArguments.inner_lr
     steps: int = 5
     warmup: int = 1
     adapt_shots: int = 4  # per class: 32 examples for the 8 CLDR-emoji classes
