@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xmeta"
 # A module belongs to the longest prefix listed. `arguments` holds the settings dataclasses the library runs
 # from (the CLI parses them; `train` and the benchmark take them); `evaluation.metrics` is pure scoring that
 # tagging heads and supervised baselines use too. `model.adapt(...)` runs the meta-learned inner loop, so the
-# inner loop and adaptation sit below the model classes; meta-training runs sit above them.
+# inner loop and adaptation sit below the model classes; meta-training runs sit above them. `jobs` holds what
+# each command runs (adapt, evaluate, predict, ...), on top of everything it calls; `commands` only parses and prints.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation: errors, config, settings", ["xmeta.errors", "xmeta.version", "xmeta.config", "xmeta.fileio",
                                               "xmeta.arguments", "xmeta.distributed", "xmeta.coverage",
@@ -31,6 +32,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("meta-training", ["xmeta.meta"]),
     ("training runs", ["xmeta.train"]),
     ("evaluation", ["xmeta.evaluation"]),
+    ("jobs", ["xmeta.jobs"]),
     ("commands", ["xmeta.commands"]),
     ("cli, package API", ["xmeta.cli", "xmeta.__main__", "xmeta"]),
 ]
