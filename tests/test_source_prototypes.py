@@ -15,7 +15,7 @@ from xmeta import XMetaForSequenceClassification
 from xmeta.data import LabelMap, LanguageTask
 from xmeta.errors import ArgumentError
 from xmeta.meta import LabelledBatch
-from xmeta.meta.source_prototypes import fold_source_prototypes, stratified_rows
+from xmeta.meta.source_prototypes import fold_source_prototypes, prior_rows, stratified_rows
 
 TEXTS = ["cat dog", "bus train", "bread soup"]
 
@@ -71,17 +71,60 @@ def test_zero_shot_head_is_theta_head_plus_scaled_source_prototypes(tiny_encoder
     assert torch.allclose(_head(model.fast_parameters())[1], weight_0 + weight, atol=1e-5)
 
 
-def test_adaptation_still_starts_from_theta_head_plus_support_prototypes(tiny_encoder_dir):
+def test_adaptation_starts_from_theta_head_plus_shrunk_support_prototypes(tiny_encoder_dir):
     model = _trained_like(tiny_encoder_dir)
+    mix = model.prototype_mix
     support = _batch(model, "cc", 1, 0)
     before = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
-    started_before, _ = model.prototype_mix.start(model, before, support)
+    started_before, _ = mix.start(model, before, support)
     fold_source_prototypes(model, _tasks(), per_class=2)
+    tau = float(mix.prior_rows)
+    assert tau > 0 and mix.source_means.abs().sum() > 0
     after = {n: p.detach() for n, p in model.fast_parameters().items()}
     assert not torch.allclose(_head(after)[1], _head(before)[1])  # θ's head moved for K=0 ...
-    started_after, _ = model.prototype_mix.start(model, after, support)
-    for name, value in started_before.items():  # ... and the inner loop's start did not
-        assert torch.allclose(started_after[name], value, atol=1e-5), name
+    started_after, prototype = mix.start(model, after, support)
+    for name, value in started_before.items():  # ... the encoder's start did not
+        if "classifier" not in name:
+            assert torch.equal(started_after[name], value), name
+    # closed form: θ_head (unfolded) + s·(head of the support means shrunk toward the source means)
+    features = mix.features(model, after, support)
+    means = torch.stack([features[support.labels == c].mean(0) for c in range(model.config.num_labels)])
+    centre = means.mean(0)
+    shrunk = (tau * mix.source_means + (means - centre)) / (tau + 1)  # K=1: one row per class
+    s = 0.7
+    bias_0, weight_0 = _head(before)
+    bias_1, weight_1 = _head(started_after)
+    assert torch.allclose(weight_1, weight_0 + 2 * s * shrunk, atol=1e-4)
+    assert torch.allclose(bias_1, bias_0 + s * (-(shrunk ** 2).sum(1) - 2 * shrunk @ centre), atol=1e-4)
+
+
+def test_prior_weight_is_within_over_between_language_variance():
+    """Simulated sources: class means scatter by b across languages, rows by w around them: τ ≈ w/b."""
+    gen = torch.Generator().manual_seed(0)
+    classes, dims, langs, rows, w, b = 4, 64, 30, 40, 0.5, 0.05
+    pooled = torch.randn(classes, dims, generator=gen)
+    features, labels = [], []
+    for _ in range(langs):
+        means = pooled + b ** 0.5 * torch.randn(classes, dims, generator=gen) + torch.randn(dims, generator=gen)
+        y = torch.arange(classes).repeat(rows)
+        features.append(means[y] + w ** 0.5 * torch.randn(len(y), dims, generator=gen))
+        labels.append(y)
+    prior, tau = prior_rows(features, labels, classes)
+    assert tau == pytest.approx(w / b, rel=0.15)
+    assert torch.allclose(prior, pooled - pooled.mean(0), atol=0.15)  # each language's own offset is taken out
+
+
+def test_a_class_missing_from_the_support_starts_from_its_source_prototype(tiny_encoder_dir):
+    model = _trained_like(tiny_encoder_dir)
+    mix = model.prototype_mix
+    fold_source_prototypes(model, _tasks(), per_class=2)
+    support = _batch(model, "cc", 1, 0)
+    keep = support.labels != 2
+    features = mix.features(model, {n: p.detach() for n, p in model.fast_parameters().items()}, support)
+    weight, _ = mix.support_linear(features[keep], support.labels[keep])
+    tau = float(mix.prior_rows)
+    assert torch.allclose(weight[2], 2 * mix.source_means[2], atol=1e-5)
+    assert not torch.allclose(weight[0], 2 * mix.source_means[0]) and tau > 0
 
 
 def test_folded_model_saves_loads_and_exports_its_zero_shot_head(tiny_encoder_dir, tmp_path):
@@ -103,11 +146,12 @@ def test_folded_model_saves_loads_and_exports_its_zero_shot_head(tiny_encoder_di
     assert torch.allclose(got, zero_shot.log(), atol=1e-5)
     # a folder written before the fold existed (no offset tensors) loads with a zero offset
     state = load_file(tmp_path / "m" / "model.safetensors")
-    old = {k: v for k, v in state.items() if "source_" not in k}
-    assert len(old) == len(state) - 2
+    old = {k: v for k, v in state.items() if "source_" not in k and "prior_rows" not in k}
+    assert len(old) == len(state) - 4  # source_weight/_bias/_means, prior_rows
     save_file(old, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
     older = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert not older.prototype_mix.source_weight.any() and not older.prototype_mix.source_bias.any()
+    assert float(older.prototype_mix.prior_rows) == 0  # no prior: the support's prototypes alone
 
 
 def test_fold_needs_a_prototype_head(tiny_encoder_dir):

@@ -61,7 +61,8 @@ class EncoderArguments:
         default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5%% of its "
                                           "tokens are <unk>; decided once per language and kept in the model"})
     prototype_head: Literal["on", "off"] = field(
-        default="off", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes"})
+        default="on", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes "
+                                        "(after meta-training: shrunk toward the source languages'; off: plain FOMAML)"})
 
     def validate(self) -> None:
         if self.lora_layers < 0:
@@ -167,7 +168,7 @@ class BenchmarkCommand:
     encoder: str = field(default="embedded", metadata={"help": "'embedded', a hub id or a local HF folder"})
     targets: str = field(default="", metadata={"help": "held-out targets (default: the card's, minus --extra_targets)"})
     extra_targets: str = field(default="chr", metadata={"help": "targets reported separately, outside the mean"})
-    methods: str = field(default="", metadata={"help": "comma-separated methods (default: all but the extra joint-ft-2x and xmeta-fomaml-2x)"})
+    methods: str = field(default="", metadata={"help": "comma-separated methods (default: all but the extra joint-ft-2x and xmeta-2x)"})
     shots: str = field(default="0,1,4,16", metadata={"help": "K examples per class"})
     ablation_shots: str = field(default="0,4", metadata={"help": "K for the ablation rows (xmeta+sa, +me, +lr)"})
     seeds: int = field(default=5, metadata={"help": "shot seeds per K"})

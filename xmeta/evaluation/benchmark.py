@@ -131,7 +131,10 @@ class Benchmark:
                 steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
             return {**base, "kind": "xmeta", **steps, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
-                    "flags": {**method.encoder_flags, **method.training_flags}}
+                    "flags": {**method.encoder_flags, **method.training_flags},
+                    # every setting, defaults included: a changed default is a different model
+                    "resolved": {**asdict(EncoderArguments(encoder=self.encoder, **method.encoder_flags)),
+                                 **asdict(MetaTrainingArguments(**method.training_flags))}}
         if method.kind == "probe":
             return {**base, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
                     "c_grid": PROBE_C_GRID}

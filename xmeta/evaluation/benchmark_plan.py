@@ -55,21 +55,24 @@ METHODS = (
     Method("probe", "probe", "B4 frozen-encoder probe: logistic regression on mean-pooled features, sources + K target"),
     Method("joint", "joint", "B1 joint LoRA fine-tuning on all source rows (zero-shot on the target)"),
     Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
-    Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-fomaml-2x)",
+    Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-2x)",
            ablation=True, budget_scale=2, by_default=False),
     Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
-    Method("xmeta-fomaml", "xmeta", "xmeta, first-order MAML only"),
-    Method("xmeta-fomaml-2x", "xmeta", "FOMAML with twice the meta-steps (and twice B1's example budget)",
+    Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
+           "from the support's class prototypes, shrunk toward the source languages' prototypes; θ's head holds "
+           "the source prototypes for K=0)"),
+    Method("xmeta-2x", "xmeta", "the default recipe with twice the meta-steps (and twice B1's example budget)",
            ablation=True, budget_scale=2, by_default=False),
+    Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
+           ablation=True),
     Method("xmeta+sa", "xmeta", "+ source attention", {"source_attention": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
-    Method("xmeta-full", "xmeta", "xmeta full: FOMAML + source attention + meta-embedding + learned inner rates",
-           {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}),
+    Method("xmeta-full", "xmeta", "the default + source attention + meta-embedding + learned inner rates",
+           {"source_attention": "on", "meta_embedding": "on"}, {"learn_inner_lr": True}, ablation=True),
+    Method("xmeta+warm", "xmeta", "warm start: a B1-style joint stage, then the default recipe; the two stages "
+           "split the row's example budget half/half", training_flags={"init": "joint"}, ablation=True),
     Method("oracle", "oracle", "ceiling: B1 + fine-tuning on all of the target's training rows"),
-    Method("xmeta+proto", "xmeta", "+ prototype-initialised heads (first-order Proto-MAML)", {"prototype_head": "on"}),
-    Method("xmeta+warm", "xmeta", "warm start: a B1-style joint stage, then FOMAML with prototype heads; the two "
-           "stages split the row's example budget half/half", {"prototype_head": "on"}, {"init": "joint"}),
 )
 METHOD_NAMES = tuple(m.name for m in METHODS)
 DEFAULT_METHOD_NAMES = tuple(m.name for m in METHODS if m.by_default)

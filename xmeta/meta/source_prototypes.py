@@ -5,7 +5,9 @@ poorly alone (K=0). Here the missing prototypes come from the source languages: 
 of every source language's training rows (the same number per class and language, pooled so that no
 language or class dominates), read under θ exactly as the head reads them, gives the source
 prototype head P_src; θ's head becomes θ_head + s·P_src, and `PrototypeMix` keeps s·P_src so that
-adaptation still starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`).
+adaptation starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`). The same rows give
+the prior adaptation shrinks a support's class means toward: the sources' class means, each centred in
+its own language, and the prior's weight in rows (`prior_rows`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,42 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
-from ..modeling.prototype_head import is_head_tensor, prototype_linear
+from ..modeling.prototype_head import class_means, is_head_tensor, prototype_linear
 from .batch import LabelledBatch
 
 SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: sentences per language × classes)
+MAX_PRIOR_ROWS = 1e4  # the sources agree (almost) exactly: the prior all but fixes the prototypes
+
+
+def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> tuple[torch.Tensor, float]:
+    """The pooled source class means (each language centred on its own mean) and the prior's weight τ.
+
+    Normal-normal model per class and feature: a language's class mean scatters around the pooled
+    mean with variance b, single rows around their language's class mean with variance w; the
+    posterior mean of a class seen n times is then (τ·prior + n·mean)/(τ + n) with τ = w / b. Both are
+    estimated from the sources: b from the scatter of the languages' centred class means around the
+    pooled ones, less the sampling noise of a mean of n rows (w/n), with centring over C classes and
+    pooling over L languages shrinking the scatter by (1 − 1/C)(1 − 1/L). One source language: no
+    scatter to measure, τ = 0 (the support's prototypes alone)."""
+    per_language = [class_means(f, y, num_labels) for f, y in zip(features, labels)]
+    if len(per_language) < 2:
+        return torch.zeros(num_labels, features[0].shape[-1]), 0.0
+    present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
+    stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
+    pooled = stacked.sum(0) / present.sum(0).clamp(min=1).unsqueeze(1)
+    pooled = pooled - pooled[present.sum(0) > 0].mean(0)
+    within, dof = 0.0, 0
+    for (centred, centre, counts), f, y in zip(per_language, features, labels):
+        within += float(((f.float() - centre - centred[y]) ** 2).sum())
+        dof += len(y) - int((counts > 0).sum())
+    dims = stacked.shape[-1]
+    w = within / max(dof, 1) / dims
+    classes, langs = float(present.sum(1).mean()), len(per_language)
+    centring = (1 - 1 / classes) * (1 - 1 / langs)
+    counts = torch.stack([counts for _, _, counts in per_language]).clamp(min=1)
+    scatter = ((stacked - pooled) ** 2).sum(-1) / dims / centring - w / counts
+    b = float((scatter * present).sum() / present.sum())
+    return pooled, (w / b if b > 0 else float("inf"))
 
 
 def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
@@ -60,6 +94,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     if not features:
         raise ArgumentError("source prototypes: the source languages have no training rows")
     weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), model.config.num_labels)
+    means, tau = prior_rows(features, labels, model.config.num_labels)
     scale = mix.log_scale.detach().exp()
     params = model.fast_parameters()
     for name in theta:
@@ -68,5 +103,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
             params[name].add_((offset - mix.source_offset(name)).to(params[name].dtype))
     mix.source_weight.copy_(scale * weight)
     mix.source_bias.copy_(scale * bias)
+    mix.source_means.copy_(means)
+    mix.prior_rows.fill_(min(tau, MAX_PRIOR_ROWS))
     model.use_language(previous)
     return int(sum(len(x) for x in labels))

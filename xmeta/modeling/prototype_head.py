@@ -27,7 +27,19 @@ Zero-shot: θ's head learns to complement prototypes and is poor alone, so at th
 meta-training `xmeta.meta.source_prototypes` folds s · (the source languages' prototype head) into
 θ's head (the meta adapter stays an ordinary, exportable linear head that predicts at K=0) and keeps
 that offset here (``source_weight``/``source_bias``, saved with θ): every inner loop takes it out
-again before adding the support's prototypes, so adaptation still starts from θ_head + s·P_support.
+again before adding the support's prototypes.
+
+Adaptation after the fold does not throw the source prototypes away for K noisy support means: each
+class's centred prototype is the posterior mean of a normal-normal model, the source mean as prior,
+
+    μ'_c = (τ·μ'_src,c + n_c·μ'_support,c) / (τ + n_c),
+
+(centred in their own language; the result is centred back on the support's mean), so K=1 leans on
+the sources and K=16 on the language's own examples, and a class missing from the support takes its
+source prototype. The prior's weight τ (in rows) is estimated at the fold from the sources alone:
+within-class variance of single rows over the variance of language-specific class means around the
+pooled ones (``xmeta.meta.source_prototypes.prior_rows``). Before the fold (meta-training) τ is 0
+and the head starts from the support's prototypes alone.
 """
 
 from __future__ import annotations
@@ -37,7 +49,9 @@ from torch import nn
 from torch.func import functional_call
 
 HEAD_MARK = ".classifier.modules_to_save."
-SOURCE_OFFSET_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias")  # absent in folders before the fold
+# absent in folders written before the fold existed (zero offset, no prior)
+SOURCE_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias", "prototype_mix.source_means",
+               "prototype_mix.prior_rows")
 
 
 def is_head_tensor(name: str) -> bool:
@@ -45,18 +59,28 @@ def is_head_tensor(name: str) -> bool:
     return HEAD_MARK in name
 
 
-def prototype_linear(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight ``[C, d]`` and bias ``[C]`` of the centred prototype head (zero rows for absent classes)."""
+def class_means(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Centred class means ``[C, d]`` (zero rows for absent classes), their centre ``[d]`` (the mean of
+    the present classes' means) and the rows per class ``[C]``."""
     features = features.float()
     one_hot = nn.functional.one_hot(labels, num_labels).to(features.dtype)  # [n, C]
     counts = one_hot.sum(0)
     present = counts > 0
-    means = (one_hot.T @ features) / counts.clamp(min=1).unsqueeze(1)  # [C, d]
+    means = (one_hot.T @ features) / counts.clamp(min=1).unsqueeze(1)
     centre = means[present].mean(0)
-    centred = (means - centre) * present.unsqueeze(1)
+    return (means - centre) * present.unsqueeze(1), centre, counts
+
+
+def linear_from_means(centred: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the head whose logits are −‖(x − centre) − μ'_c‖² + (a term equal for every class)."""
     weight = 2 * centred
-    bias = -(centred * centred).sum(1) - weight @ centre
-    return weight, bias
+    return weight, -(centred * centred).sum(1) - weight @ centre
+
+
+def prototype_linear(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight ``[C, d]`` and bias ``[C]`` of the centred prototype head (zero rows for absent classes)."""
+    centred, centre, _ = class_means(features, labels, num_labels)
+    return linear_from_means(centred, centre)
 
 
 class PrototypeMix(nn.Module):
@@ -68,6 +92,18 @@ class PrototypeMix(nn.Module):
         # s · the source prototype head folded into θ's head (zero until `fold_source_prototypes`)
         self.register_buffer("source_weight", torch.zeros(num_labels, features))
         self.register_buffer("source_bias", torch.zeros(num_labels))
+        # the sources' centred class means and the prior's weight τ in rows (0: no prior, before the fold)
+        self.register_buffer("source_means", torch.zeros(num_labels, features))
+        self.register_buffer("prior_rows", torch.zeros(()))
+
+    def support_linear(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The support's prototype head, its class means shrunk toward the source means once there is a prior."""
+        centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
+        tau = float(self.prior_rows)
+        if tau > 0:
+            counts = counts.unsqueeze(1)
+            centred = (tau * self.source_means + counts * centred) / (tau + counts)
+        return linear_from_means(centred, centre)
 
     def source_offset(self, name: str) -> torch.Tensor:
         """The folded offset of head tensor ``name`` (weight or bias)."""
@@ -92,8 +128,8 @@ class PrototypeMix(nn.Module):
     def start(self, model: nn.Module, fast: dict[str, torch.Tensor],
               support) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``fast`` with its head moved by s · the support's prototype head (less the folded source
-        offset: θ_head + s·P_support), and that prototype head."""
-        weight, bias = prototype_linear(self.features(model, fast, support), support.labels, model.config.num_labels)
+        offset: θ_head + s·P_support, the support's means shrunk toward the sources'), and that prototype head."""
+        weight, bias = self.support_linear(self.features(model, fast, support), support.labels)
         names = [n for n in fast if is_head_tensor(n)]
         prototype = {n: (weight if n.endswith(".weight") else bias) for n in names}
         scale = self.log_scale.detach().exp()

@@ -19,7 +19,7 @@ from ..fileio import atomic_directory, read_safetensors
 from ..version import __version__
 from .language_codes import META_ADAPTER
 from .model_card import model_card
-from .prototype_head import SOURCE_OFFSET_KEYS
+from .prototype_head import SOURCE_KEYS
 from .source_attention import bank_folder_state
 from .target_view import load_target_views, save_target_views
 
@@ -102,7 +102,7 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     model = cls(config, **model_kwargs)
     state = read_safetensors(directory / WEIGHTS_NAME)
     expected = {**model.adapter_state(META_ADAPTER), **model.shared_state()}
-    missing = sorted(set(expected) - set(state) - set(SOURCE_OFFSET_KEYS))  # older folders: no fold (zero offset)
+    missing = sorted(set(expected) - set(state) - set(SOURCE_KEYS))  # older folders: no fold (zero offset)
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         culprit = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
