@@ -53,8 +53,9 @@ def test_zero_shot_head_is_theta_head_plus_scaled_source_prototypes(tiny_encoder
     model = _trained_like(tiny_encoder_dir)
     theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
     tasks = _tasks()
-    rows = fold_source_prototypes(model, tasks, per_class=100)  # more than there are: every row
-    assert rows == sum(len(t) for t in tasks.values())
+    fold = fold_source_prototypes(model, tasks, per_class=100)  # more than there are: every row
+    assert set(fold.language_means) == set(tasks)
+    assert fold.rows == sum(len(t) for t in tasks.values())
     # closed form: each class's mean feature under θ, pooled over the source languages
     batches = [LabelledBatch.build(model, t.texts, t.labels, language=lang) for lang, t in tasks.items()]
     features = torch.cat([model.prototype_mix.features(model, theta, b) for b in batches])

@@ -20,7 +20,7 @@ def test_source_prototypes_make_theta_a_zero_shot_classifier(tmp_path):
     test = load_language_tasks(card, ["es"], "test")["es"]
     texts, gold = test.texts[:48], torch.tensor(test.labels[:48])
     before = (model.predict_proba(texts, lang="meta").argmax(-1) == gold).float().mean().item()
-    assert fold_source_prototypes(model, sources, per_class=4) == 3 * 8 * 4
+    assert fold_source_prototypes(model, sources, per_class=4).rows == 3 * 8 * 4
     after = model.predict_proba(texts, lang="meta")
     accuracy = (after.argmax(-1) == gold).float().mean().item()
     assert accuracy > before + 0.15, (before, accuracy)  # θ's random head alone is near chance (1/8)

@@ -67,8 +67,8 @@ def adapt_language(
     steps = model.config.adapt_steps if steps is None else steps
     rates = model.inner_rates if lr is None else None
     lr = model.config.inner_lr if lr is None else lr
-    if steps < 1:
-        raise ArgumentError(f"--steps must be at least 1 (got {steps})")
+    if steps < (0 if model.prototype_mix is not None else 1):  # 0 steps: the shrunk prototypes alone
+        raise ArgumentError(f"--steps must be at least {0 if model.prototype_mix is not None else 1} (got {steps})")
     if not lr > 0:
         raise ArgumentError(f"--lr must be positive (got {lr})")
     train_meta_embedding = model.config.meta_embedding_adapt if train_meta_embedding is None else train_meta_embedding

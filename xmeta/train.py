@@ -15,6 +15,7 @@ from .data.tagging_task import SentenceEpisodeSampler, TaggingTask
 from .distributed import Processes
 from .errors import ArgumentError, DataError
 from .fileio import check_output_folder
+from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps
 from .meta.bank import finalize_bank, init_source_keys
 from .meta.source_prototypes import fold_source_prototypes
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
@@ -30,12 +31,25 @@ def refuse_existing(out: str, overwrite: bool) -> None:
         check_output_folder(out, overwrite)
 
 
+def adapt_steps_setting(value: str, prototype_head: bool) -> int | None:
+    """``--adapt_steps``: a number of steps, or None for auto (chosen on source dev episodes)."""
+    if value == "auto":
+        return None
+    try:
+        steps = int(value)
+    except ValueError:
+        raise ArgumentError(f"--adapt_steps must be a number of steps or auto (got {value!r})") from None
+    if steps < (0 if prototype_head else 1):
+        raise ArgumentError(f"--adapt_steps must be at least {0 if prototype_head else 1} "
+                            f"{'' if prototype_head else '(0 needs --prototype_head on) '}(got {value})")
+    return steps
+
+
 def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments, train: MetaTrainingArguments) -> int:
     enc.validate()
     train.validate()
     refuse_existing(cmd.out, cmd.overwrite)
-    if cmd.adapt_steps < 1:
-        raise ArgumentError(f"--adapt_steps must be at least 1 (got {cmd.adapt_steps})")
+    adapt_steps = adapt_steps_setting(cmd.adapt_steps, enc.prototype_head == "on")
     if cmd.train_file:
         tasks = file_tasks(cmd.train_file, data, None)
         if cmd.sources:
@@ -70,7 +84,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
     model = model_class.for_labels(
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
-        max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=cmd.adapt_steps,
+        max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=DEFAULT_ADAPT_STEPS if adapt_steps is None else adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
         meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
         prototype_head=enc.prototype_head == "on",
@@ -97,11 +111,16 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     if not processes.is_main:
         return 0
     if model.source_transfer is not None:
-        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=cmd.adapt_steps, seed=train.seed)
+        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=model.config.adapt_steps or DEFAULT_ADAPT_STEPS, seed=train.seed)
+    fold = None
     if model.prototype_mix is not None:  # θ alone predicts at K=0 (see xmeta.meta.source_prototypes)
-        fold_source_prototypes(model, tasks, seed=train.seed)
+        fold = fold_source_prototypes(model, tasks, seed=train.seed)
     best = trainer.best
     model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
+    if adapt_steps is None and dev_sampler is not None:  # auto: chosen on source dev episodes
+        model.config.adapt_steps, accuracy = select_adapt_steps(
+            model, dev_sampler, fold.language_means if fold else None, chunk_size=train.chunk_size)
+        model.config.scores["adapt_steps"] = {str(s): round(a, 4) for s, a in accuracy.items()}
     if trainer.warm_start is not None:
         model.config.scores["warm_start"] = trainer.warm_start
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)

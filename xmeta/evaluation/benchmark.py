@@ -129,7 +129,7 @@ class Benchmark:
             steps = {"meta_steps": p.meta_steps_at(method.multiple)}
             if method.warm_start:
                 steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
-            return {**base, "kind": "xmeta", **steps, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
+            return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
                     "flags": {**method.encoder_flags, **method.training_flags},
                     # every setting, defaults included: a changed default is a different model
@@ -280,11 +280,12 @@ class Benchmark:
         return self.test_rows[lang] if ids is None else ids
 
     def adapt_options(self, method: Method, model) -> dict:
-        """Adaptation settings: xmeta uses what it meta-learned; baselines get a learning rate and
-        a number of steps tuned on held-out source data (see `tune_adaptation`)."""
+        """Adaptation settings: xmeta uses what meta-training chose (its steps on source dev episodes);
+        baselines get a learning rate and a number of steps tuned on held-out source data (see
+        `tune_adaptation`)."""
         if method.kind in self.plan.tuning_grid:
             return self.tune_adaptation(method, model)
-        return {"steps": self.plan.adapt_steps}
+        return {"steps": self.plan.adapt_steps} if method.kind != "xmeta" else {}
 
     def target_view_options(self, method: Method, model, lang: str) -> dict:
         """With ``--target_text train``, what `xmeta coverage` recommends: with the meta-embedding
@@ -349,7 +350,7 @@ class Benchmark:
         if (out / "config.json").exists():
             return out
         resume = RESUME_DEFAULT if Path(f"{out}.checkpoint").exists() else ""
-        cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.adapt_steps, overwrite=True, resume=resume)
+        cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.xmeta_adapt_steps, overwrite=True, resume=resume)
         settings = self.model_settings(method)
         training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
                                          k_shot=self.plan.k_shot, k_query=self.plan.k_query,
@@ -359,7 +360,10 @@ class Benchmark:
         start = time.perf_counter()
         meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                    training)
+        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
         write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
+                                                 "adapt_steps": config["adapt_steps"],
+                                                 "adapt_steps_dev": config["scores"].get("adapt_steps"),
                                                  "meta_steps": settings["meta_steps"], "resumed": bool(resume),
                                                  "joint_steps": settings.get("joint_steps", 0),
                                                  "example_passes": self.example_passes(method),

@@ -95,7 +95,8 @@ class Plan:
     k_shot: int = MetaTrainingArguments.k_shot  # the meta-training episode shape
     k_query: int = MetaTrainingArguments.k_query
     inner_steps: int = MetaTrainingArguments.inner_steps
-    adapt_steps: int = 10
+    adapt_steps: int = 10  # B3's start (its steps are tuned) and the oracle's
+    xmeta_adapt_steps: str = "auto"  # meta-train --adapt_steps: chosen on source dev episodes
     test_per_class: int = 25
     dev_per_class: int = 5
     probe_per_class: int = 20
@@ -188,7 +189,7 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
                 romanize=cmd.romanize)
     if cmd.quick:  # the fewest meta-steps that leave every budget 2 (a warm-start row splits them)
         plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
-                       meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, test_per_class=2, dev_per_class=1, probe_per_class=1,
+                       meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, xmeta_adapt_steps="2", test_per_class=2, dev_per_class=1, probe_per_class=1,
                        oracle_epochs=0.1, pseudo_targets=1, tuning_grid={"joint-ft": [0.1], "target-only": [0.3]},
                        tuning_steps=[2])
     return plan

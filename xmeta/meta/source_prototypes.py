@@ -13,6 +13,7 @@ its own language, and the prior's weight in rows (`prior_rows`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -70,9 +71,17 @@ def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[
     return sorted(rows)
 
 
+@dataclass
+class SourceFold:
+    """What a fold read: the rows, and each source language's centred class means (for leave-one-out priors)."""
+
+    rows: int
+    language_means: dict[str, torch.Tensor]
+
+
 @torch.no_grad()
-def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0) -> int:
-    """Make θ's head θ_head + s·P_src over ``tasks`` (the source languages' training tasks); returns the rows read.
+def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0) -> SourceFold:
+    """Make θ's head θ_head + s·P_src over ``tasks`` (the source languages' training tasks) and set the prior.
 
     Runs at the end of meta-training, or on a model meta-trained before (a fold replaces an earlier one)."""
     mix = model.prototype_mix
@@ -83,7 +92,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     previous = model.active_language
     model.use_language(None)
     theta = {n: p.detach() for n, p in model.fast_parameters().items()}
-    features, labels = [], []
+    features, labels, langs = [], [], []
     for i, (lang, task) in enumerate(sorted(tasks.items())):
         rows = stratified_rows(task.labels, model.config.num_labels, per_class, seed + i)
         if not rows:
@@ -91,6 +100,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
         batch = LabelledBatch.build(model, [task.texts[r] for r in rows], [task.labels[r] for r in rows], language=lang)
         features.append(mix.features(model, theta, batch))
         labels.append(batch.labels)
+        langs.append(lang)
     if not features:
         raise ArgumentError("source prototypes: the source languages have no training rows")
     weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), model.config.num_labels)
@@ -106,4 +116,5 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     mix.source_means.copy_(means)
     mix.prior_rows.fill_(min(tau, MAX_PRIOR_ROWS))
     model.use_language(previous)
-    return int(sum(len(x) for x in labels))
+    return SourceFold(int(sum(len(x) for x in labels)),
+                      {lang: class_means(f, y, model.config.num_labels)[0] for lang, f, y in zip(langs, features, labels)})

@@ -1,0 +1,75 @@
+"""Adaptation steps chosen on source dev episodes after meta-training (`--adapt_steps auto`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.test_prototype_head import _model
+from tests.test_source_prototypes import _tasks, _trained_like
+from xmeta.data import EpisodeSampler
+from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps
+from xmeta.meta.source_prototypes import fold_source_prototypes
+
+
+def test_leave_one_out_prior_pools_the_other_languages():
+    means = {"aa": torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), "bb": torch.tensor([[0.0, 3.0], [0.0, -3.0]]),
+             "cc": torch.tensor([[2.0, 1.0], [-2.0, -1.0]])}
+    assert torch.allclose(leave_one_out(means, "aa"), torch.tensor([[1.0, 2.0], [-1.0, -2.0]]))
+    assert leave_one_out(means, "zz") is None and leave_one_out({"aa": means["aa"]}, "aa") is None
+
+
+def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_dir):
+    model = _trained_like(tiny_encoder_dir)
+    tasks = _tasks(("aa", "bb", "cc"), per_class=6)
+    fold = fold_source_prototypes(model, tasks, per_class=2)
+    prior = model.prototype_mix.source_means.clone()
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    dev = EpisodeSampler(tasks, None, 2, 2, seed=1)
+    best, scores = select_adapt_steps(model, dev, fold.language_means, episodes=3)
+    assert set(scores) == {0, 1, 3, 10} and best in scores and all(0 <= a <= 1 for a in scores.values())
+    assert scores[best] == max(scores.values())
+    assert torch.equal(model.prototype_mix.source_means, prior)  # the leave-one-out priors were temporary
+    assert all(torch.equal(p, theta[n]) for n, p in model.fast_parameters().items())  # θ untouched
+    again = select_adapt_steps(model, EpisodeSampler(tasks, None, 2, 2, seed=1), fold.language_means, episodes=3)
+    assert again == (best, scores)  # deterministic
+    # without a prototype head, 0 steps is no candidate
+    plain = _model(tiny_encoder_dir)
+    _, plain_scores = select_adapt_steps(plain, EpisodeSampler(tasks, None, 2, 2, seed=1), episodes=2)
+    assert set(plain_scores) == {1, 3, 10}
+
+
+def test_zero_adapt_steps_need_a_prototype_head(tiny_encoder_dir):
+    from xmeta.errors import ArgumentError
+
+    examples = [("cat dog", "animal"), ("ship train", "travel"), ("bread soup", "food")]
+    proto = _model(tiny_encoder_dir, prototype_head=True)
+    assert proto.adapt(examples, lang="yo", steps=0).steps == 0
+    with pytest.raises(ArgumentError, match="at least 1"):
+        _model(tiny_encoder_dir).adapt(examples, lang="yo", steps=0)
+
+
+@pytest.mark.parametrize(("value", "message"), [("x", "a number of steps or auto"), ("-1", "at least 0")])
+def test_bad_adapt_steps_is_one_line_error(tmp_path, tiny_encoder_dir, toy_jsonl, capsys, value, message):
+    from xmeta.cli import main
+
+    train = toy_jsonl(["aa", "bb"], per_class=4, name="train.jsonl")
+    assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir),
+                 "--out", str(tmp_path / "m"), "--adapt_steps", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "m").exists()
+
+
+def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_encoder_dir):
+    from tests.test_benchmark import small_card
+    from xmeta.cli import main
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    assert main(["meta-train", "--task", str(card), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
+                 "--steps", "1", "--meta_batch", "2", "--eval_every", "0", "--lora_r", "2"]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    scores = {int(steps): accuracy for steps, accuracy in config["scores"]["adapt_steps"].items()}
+    assert set(scores) == {0, 1, 3, 10}
+    assert config["adapt_steps"] == max(scores, key=lambda steps: (scores[steps], -steps))  # ties: fewer steps

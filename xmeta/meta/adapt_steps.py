@@ -1,0 +1,67 @@
+"""How many SGD steps `adapt` takes, chosen on the source languages' dev rows after meta-training.
+
+θ is meta-learned for ``inner_steps`` steps, but a new language's K examples may deserve fewer
+(a good prototype start over-fits one example per class in ten steps) or more. Like the baselines'
+adaptation tuning, the choice is made on held-out source data only: episodes of source languages'
+dev rows (K = the meta-training k_shot per class, scored on k_query others per class), each adapted
+with every candidate and scored in eval mode. With a prototype head, 0 steps (the shrunk prototypes
+alone) is a candidate, and each episode's language is left out of the prior its prototypes shrink
+toward, as it would be for a new language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from statistics import mean
+
+import torch
+
+from ..data.sampler import EpisodeSampler
+from .fomaml import InnerLoop, batch_loss
+from .trainer import episode_batches
+
+ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)
+DEFAULT_ADAPT_STEPS = 10  # without source dev rows to choose on
+SELECTION_EPISODES = 8
+
+
+def leave_one_out(language_means: Mapping[str, torch.Tensor], lang: str) -> torch.Tensor | None:
+    """The pooled centred source class means without ``lang`` (None: nothing left, or ``lang`` not a source)."""
+    others = [m for other, m in language_means.items() if other != lang]
+    if lang not in language_means or not others:
+        return None
+    stacked = torch.stack(others)
+    present = (stacked.abs().sum(-1) > 0).float().unsqueeze(-1)
+    pooled = (stacked * present).sum(0) / present.sum(0).clamp(min=1)
+    return pooled - pooled[present.sum(0).squeeze(-1) > 0].mean(0)
+
+
+@torch.no_grad()
+def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, torch.Tensor] | None = None,
+                       candidates: Sequence[int] = ADAPT_STEP_CANDIDATES, episodes: int = SELECTION_EPISODES,
+                       chunk_size: int = 16) -> tuple[int, dict[int, float]]:
+    """(best steps, mean dev query accuracy per candidate); ties go to fewer steps."""
+    mix = model.prototype_mix
+    candidates = [s for s in candidates if s > 0 or mix is not None]
+    prior = mix.source_means.clone() if mix is not None else None
+    inner = {s: InnerLoop(lr=model.config.inner_lr, steps=s, rates=model.inner_rates,
+                          head_lr_scale=model.config.head_lr_scale) for s in candidates}
+    scores: dict[int, list[float]] = {s: [] for s in candidates}
+    try:
+        with model.evaluating(None):
+            for episode in dev.sample_meta_batch(min(episodes, len(dev.langs))):
+                lang, support, query = episode_batches(model, episode, chunk_size)
+                held_out = leave_one_out(language_means or {}, lang)
+                if held_out is not None:
+                    mix.source_means.copy_(held_out)
+                with model.transferring_into(lang):
+                    for steps, loop in inner.items():
+                        with torch.enable_grad():
+                            fast = loop.run(model, support)
+                        _, logits = batch_loss(model, fast, query)
+                        scores[steps].append((logits.argmax(-1) == query.labels).float().mean().item())
+    finally:
+        if prior is not None:
+            mix.source_means.copy_(prior)
+    means = {s: mean(v) for s, v in scores.items()}
+    return max(candidates, key=lambda s: (round(means[s], 4), -s)), means
