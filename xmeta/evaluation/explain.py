@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..data.typology import language_similarity, routing_prior, uriel_code
 from ..errors import ArgumentError
 from ..fileio import atomic_directory, write_json
 from ..modeling.pooling import mean_pool
 
 
+NO_URIEL = "no URIEL entry: task embedding only"
+
+
 @dataclass
 class SourceProfile:
-    """Attention mass per source (mean over real tokens, then over layers) and task-embedding cosines
-    (centred on the mean of the sources, so that the shared component does not hide the differences)."""
+    """Attention mass per source (mean over real tokens, then over layers), task-embedding cosines (centred on
+    the mean of the sources, so that the shared component does not hide the differences), and what URIEL says:
+    the typological similarity of each source to the target and the routing prior made from it (``None`` where
+    URIEL lacks the source or the target; ``uriel`` names the ISO 639-3 code used for each language)."""
 
     lang: str
     adapter: str
@@ -24,14 +31,26 @@ class SourceProfile:
     sources: list[str]
     attention: list[float]
     cosine: list[float]
+    typology: list[float | None]
+    prior: list[float] | None
+    uriel: dict[str, str | None]
 
-    def ranked(self) -> list[tuple[str, float, float]]:
-        return sorted(zip(self.sources, self.attention, self.cosine), key=lambda row: -row[1])
+    def ranked(self) -> list[tuple[str, float, float, float | None, float | None]]:
+        prior = self.prior or [None] * len(self.sources)
+        return sorted(zip(self.sources, self.attention, self.cosine, self.typology, prior), key=lambda row: -row[1])
 
     def markdown(self) -> str:
-        lines = [f"Source attention for `{self.lang}` (adapter `{self.adapter}`, {self.texts} texts)", "",
-                 "| source | attention mass | task-embedding cosine |", "|---|---:|---:|"]
-        lines += [f"| {src} | {mass:.3f} | {cos:.3f} |" for src, mass, cos in self.ranked()]
+        codes = ", ".join(f"{lang} → {self.uriel[lang] or 'none'}" for lang in [self.lang, *self.sources])
+        lines = [f"Source attention for `{self.lang}` (adapter `{self.adapter}`, {self.texts} texts)", ""]
+        if self.uriel[self.lang] is None:
+            lines += [f"`{self.lang}`: {NO_URIEL}", ""]
+        lines += ["| source | attention mass | task-embedding cosine | typological similarity | typology prior |",
+                  "|---|---:|---:|---:|---:|"]
+        for src, mass, cos, typ, prior in self.ranked():
+            typ_cell = NO_URIEL if self.uriel[src] is None else "-" if typ is None else f"{typ:.3f}"
+            prior_cell = "-" if prior is None else f"{prior:.3f}"
+            lines.append(f"| {src} | {mass:.3f} | {cos:.3f} | {typ_cell} | {prior_cell} |")
+        lines += ["", f"URIEL codes (lang2vec): {codes}"]
         return "\n".join(lines) + "\n"
 
 
@@ -66,7 +85,11 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
         model.use_language(previous)
     task_embedding = torch.cat(pooled).mean(0, keepdim=True)
     cosine = transfer.attention.task_similarity(task_embedding)
-    return SourceProfile(lang, adapter, len(texts), list(transfer.bank.languages), (mass / tokens).tolist(), cosine.tolist())
+    sources = list(transfer.bank.languages)
+    typology = [None if math.isnan(x) else x for x in language_similarity([lang], sources)[0].tolist()]
+    prior = routing_prior(lang, sources)
+    return SourceProfile(lang, adapter, len(texts), sources, (mass / tokens).tolist(), cosine.tolist(), typology,
+                         None if prior is None else prior.tolist(), {code: uriel_code(code) for code in [lang, *sources]})
 
 
 def write_profile(profile: SourceProfile, directory: Path, overwrite: bool) -> Path:
@@ -81,8 +104,14 @@ def write_profile(profile: SourceProfile, directory: Path, overwrite: bool) -> P
         write_json(tmp / "explain.json", profile.__dict__)
         (tmp / "explain.md").write_text(profile.markdown(), encoding="utf-8")
         fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(ranked)), 3.2))
-        ax.bar([r[0] for r in ranked], [r[1] for r in ranked], color="tab:blue")
-        ax.set_ylabel("attention mass")
+        positions = range(len(ranked))
+        ax.bar([i - 0.2 for i in positions], [r[1] for r in ranked], width=0.4, color="tab:blue", label="attention mass")
+        if profile.prior is not None:
+            ax.bar([i + 0.2 for i in positions], [r[4] for r in ranked], width=0.4, color="tab:orange",
+                   label="typology prior (URIEL)")
+        ax.set_xticks(list(positions), [r[0] for r in ranked])
+        ax.legend(fontsize="small")
+        ax.set_ylabel("share of the target's borrowing")
         ax.set_title(f"{profile.lang}: what it borrows from each source language")
         ax.tick_params(axis="x", rotation=60)
         fig.tight_layout()
