@@ -113,8 +113,8 @@ def uriel_code(lang: str) -> str | None:
 @functools.cache
 def typology_vector(lang: str, weights: TypologyWeights = TypologyWeights()) -> np.ndarray | None:
     """Unit-length concatenation of the feature sets, each scaled to unit length times √weight, so that a dot
-    product is the weighted mean of the per-set cosines. ``None`` when URIEL lacks ``lang`` (or has only zeros
-    for it, which would leave every similarity undefined)."""
+    product is the weighted mean of the per-set cosines (exactly so when no set is all zero, as the family set is
+    for a language URIEL places in no family). ``None`` when URIEL lacks ``lang``. Cached, hence read-only."""
     iso = uriel_code(lang)
     if iso is None:
         return None
@@ -125,8 +125,9 @@ def typology_vector(lang: str, weights: TypologyWeights = TypologyWeights()) -> 
         norm = np.linalg.norm(values)
         parts.append(np.sqrt(getattr(weights, name)) * (values / norm if norm > 0 else values))
     vector = np.concatenate(parts)
-    norm = np.linalg.norm(vector)
-    return vector / norm if norm > 0 else None
+    vector /= np.linalg.norm(vector)  # never zero: the geographic set is non-zero for every URIEL language
+    vector.setflags(write=False)
+    return vector
 
 
 def language_similarity(langs_a: Sequence[str], langs_b: Sequence[str],
