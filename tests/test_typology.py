@@ -102,6 +102,20 @@ def test_close_pairs_come_first_among_the_card_sources():
         assert sum(prior[sources.index(r)] for r in relatives) > 0.5, f"{target}: prior {prior.round(3)}"
 
 
+def test_tables_load_where_the_lang2vec_script_shadows_the_package(tmp_path, monkeypatch):
+    """The lang2vec wheel puts a script ``bin/lang2vec.py`` (it imports ``pkg_resources``) beside the ``xmeta``
+    console script, whose folder comes first on ``sys.path``: the data must be found without importing it."""
+    (tmp_path / "lang2vec.py").write_text("raise ImportError('the bin/lang2vec.py script, not the package')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "lang2vec" or m.startswith("lang2vec.")]:
+        monkeypatch.delitem(sys.modules, name)
+    uriel_tables.cache_clear()
+    try:
+        assert uriel_tables().features("glg")["fam"].sum() == 11  # Galician's Glottolog lineage: 11 nodes
+    finally:
+        uriel_tables.cache_clear()
+
+
 @pytest.mark.real
 def test_vectors_hold_what_lang2vec_get_features_returns(monkeypatch):
     """The wheel's data read here equal lang2vec's own ``get_features`` (run with a ``pkg_resources`` stand-in

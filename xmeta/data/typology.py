@@ -7,15 +7,17 @@ with ``langcodes``; the vector joins URIEL's feature sets as ``lang2vec`` names 
 globe). A code URIEL lacks has no vector (``None``): the caller falls back to the task embedding.
 
 The data are the ``.npz`` files inside the lang2vec 1.1.2 wheel, read with numpy in lang2vec's own layout
-(``data[language, feature, source]``). lang2vec's module is not imported: it calls ``pkg_resources``, which
-setuptools >= 81 no longer ships, and it re-reads a file on every ``get_features`` call; here each file is read
-once per process (about a second; the family table is 7,970 x 3,718) and each vector is cached.
+(``data[language, feature, source]``). lang2vec's code is not imported, not even its package: its module calls
+``pkg_resources``, which setuptools >= 81 no longer ships, and re-reads a file on every ``get_features`` call
+(~10 s); and the wheel also installs a script ``bin/lang2vec.py`` that shadows the package whenever a console
+script (``xmeta``) runs, so the data folder is found through the distribution's metadata. Each file is read
+once per process (1-3 s; the family table is 7,970 x 3,718) and each vector is cached.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,7 +55,7 @@ class _UrielTables:
     """Every URIEL language's rows of the five feature sets, read once from the lang2vec wheel."""
 
     def __init__(self) -> None:
-        folder = importlib.resources.files("lang2vec") / "data"
+        folder = importlib.metadata.distribution("lang2vec").locate_file("lang2vec/data")
         self.rows: dict[str, dict[str, int]] = {}
         self.tables: dict[str, np.ndarray] = {}
         for name, (file, prefix) in FEATURE_SETS.items():

@@ -103,7 +103,7 @@ def write_profile(profile: SourceProfile, directory: Path, overwrite: bool) -> P
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         write_json(tmp / "explain.json", profile.__dict__)
         (tmp / "explain.md").write_text(profile.markdown(), encoding="utf-8")
-        fig, ax = plt.subplots(figsize=(max(4, 0.35 * len(ranked)), 3.2))
+        fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(ranked)), 3.2))
         positions = range(len(ranked))
         ax.bar([i - 0.2 for i in positions], [r[1] for r in ranked], width=0.4, color="tab:blue", label="attention mass")
         if profile.prior is not None:
