@@ -20,7 +20,7 @@ def _model(tiny_encoder_dir, source_attention: bool = True, top_k: int = 0):
         list(TOY_WORDS), encoder=str(tiny_encoder_dir), lora_r=4, lora_layers=1, classifier_dropout=0.0,
         source_languages=SOURCES, source_attention=source_attention, attention_top_k=top_k)
     if source_attention:
-        model.init_source_keys({lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
+        model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
     return model
 
 
@@ -121,5 +121,5 @@ def test_task_embeddings_ignore_the_bank(tiny_encoder_dir):
     model = _model(tiny_encoder_dir)
     before = model.source_transfer.attention.task_embeddings.clone()
     _fill_bank(model)
-    model.init_source_keys({lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
+    model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
     assert torch.equal(model.source_transfer.attention.task_embeddings, before)

@@ -141,7 +141,7 @@ def test_source_attention_and_meta_embedding_work_for_tagging(tiny_encoder_dir, 
                                                    source_languages=["de", "fr", "ru"], **{option: True})
     tasks = {lang: toy_task(lang) for lang in ("de", "fr", "ru")}  # 3: leave-one-out still leaves a choice
     if option == "source_attention":
-        model.init_source_keys({lang: task.texts for lang, task in tasks.items()})
+        model.components["source_attention"].init_keys(model, {lang: task.texts for lang, task in tasks.items()})
     slow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad and n not in model.fast_parameters()}
     assert slow
     maml = FirstOrderMAML(model, InnerLoop(lr=0.5, steps=2))

@@ -19,14 +19,13 @@ from .fomaml import InnerLoop
 
 def init_source_keys(model, tasks: Mapping[str, LanguageTask | TaggingTask], per_language: int = 64) -> None:
     """Task embeddings and attention keys from a sample of each source language's texts."""
-    model.init_source_keys({lang: task.texts[:per_language] for lang, task in tasks.items()})
+    model.components["source_attention"].init_keys(model, {lang: task.texts[:per_language] for lang, task in tasks.items()})
 
 
 def finalize_bank(model, tasks: Mapping[str, LanguageTask | TaggingTask], shots: int, steps: int, seed: int = 0) -> None:
     """Each source slot ← its language's adapter after ``steps`` inner steps on a ``shots``-shot set
     (per class, or sentences for tagging; fewer where the language has fewer)."""
-    inner = InnerLoop(lr=model.config.inner_lr, steps=steps, rates=model.inner_rates,
-                      head_lr_scale=model.config.head_lr_scale)
+    inner = InnerLoop.meta_learned(model, lr=model.config.inner_lr, steps=steps, head_lr_scale=model.config.head_lr_scale)
     model.train()
     for lang in tqdm(model.source_transfer.bank.languages, desc="finalise source bank", unit="lang", dynamic_ncols=True):
         task = tasks[lang]

@@ -27,7 +27,6 @@ STATE_NAME = "state.json"
 PARAMS_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.safetensors"
 RNG_PREFIX = "rng."
-BANK_PREFIX = "bank."  # source-language bank slots: refreshed state, though not parameters
 BEST_PREFIX = "best."  # the best-scoring θ so far (model selection on dev)
 # flags a resumed run may change: they do not alter the sequence of updates
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "dev_episodes")
@@ -69,10 +68,10 @@ def _restore_rng(tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Non
     np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def _bank_tensors(model) -> dict[str, torch.Tensor]:
-    if model.source_transfer is None:
-        return {}
-    return {f"{BANK_PREFIX}{n}": t.cpu().contiguous() for n, t in model.source_transfer.bank.state_tensors().items()}
+def _component_tensors(model) -> dict[str, torch.Tensor]:
+    """The components' non-parameter state (e.g. source attention's bank), each under its prefix."""
+    return {f"{c.checkpoint_prefix}{n}": t.cpu().contiguous()
+            for c in model.components.values() if c.checkpoint_prefix for n, t in c.checkpoint_state().items()}
 
 
 def save_checkpoint(directory: Path, trainer) -> None:
@@ -104,7 +103,7 @@ def save_checkpoint(directory: Path, trainer) -> None:
     }
     best = {} if trainer.best is None else {f"{BEST_PREFIX}{n}": t.cpu().contiguous() for n, t in trainer.best.weights.items()}
     with atomic_directory(directory, overwrite=True) as tmp:
-        save_file({**params, **best, **_rng_tensors(), **_bank_tensors(trainer.model)}, tmp / PARAMS_NAME,
+        save_file({**params, **best, **_rng_tensors(), **_component_tensors(trainer.model)}, tmp / PARAMS_NAME,
                   metadata={"xmeta_version": __version__})
         save_file(opt_tensors, tmp / OPTIMIZER_NAME, metadata={"xmeta_version": __version__})
         write_json(tmp / STATE_NAME, state)
@@ -137,16 +136,17 @@ def load_checkpoint(directory: Path, trainer) -> None:
         raise ArgumentError(f"--resume {directory}: it is at step {state['step']}, beyond --steps {trainer.args.steps}")
     tensors = read_safetensors(directory / PARAMS_NAME)
     own = trainer.named_trainable()
-    names = {n for n in tensors if not n.startswith((RNG_PREFIX, BANK_PREFIX, BEST_PREFIX))}
+    components = [c for c in trainer.model.components.values() if c.checkpoint_prefix]  # those with state
+    names = {n for n in tensors if not n.startswith((RNG_PREFIX, BEST_PREFIX, *(c.checkpoint_prefix for c in components)))}
     if names != set(own) or any(tensors[n].shape != own[n].shape for n in own):
         culprit = sorted(names ^ set(own)) or [n for n in own if tensors[n].shape != own[n].shape]
         raise ModelFolderError(f"{directory / PARAMS_NAME}: does not fit this model ({culprit[0]})")
     with torch.no_grad():
         for name, p in own.items():
             p.copy_(tensors[name])
-    if trainer.model.source_transfer is not None:
-        trainer.model.source_transfer.bank.load_state_tensors(
-            {n[len(BANK_PREFIX):]: t for n, t in tensors.items() if n.startswith(BANK_PREFIX)})
+    for component in components:
+        prefix = component.checkpoint_prefix
+        component.load_checkpoint_state({n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)})
     slots: dict[int, dict[str, Any]] = {}
     for key, value in {**read_safetensors(directory / OPTIMIZER_NAME), **state["optimizer_values"]}.items():
         index, slot = key.split(".", 1)

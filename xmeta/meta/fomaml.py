@@ -51,6 +51,11 @@ class InnerLoop:
     head_lr_scale: float = 1.0
     progress: str | None = None  # a progress bar's label (adaptation runs long); None: no bar (meta-training)
 
+    @classmethod
+    def meta_learned(cls, model: torch.nn.Module, lr: float, steps: int, head_lr_scale: float = 1.0) -> InnerLoop:
+        """The inner loop with what ``model`` meta-learned about it: its learned rates, if it has them."""
+        return cls(lr=lr, steps=steps, rates=getattr(model, "inner_rates", None), head_lr_scale=head_lr_scale)
+
     def step_sizes(self, names: Iterable[str]) -> dict[str, float | torch.Tensor]:
         """The SGD step size of each fast tensor (constants: the inner loop never differentiates them)."""
         if self.rates is None:

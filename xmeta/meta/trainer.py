@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..data import Episode, EpisodeSampler
 from ..distributed import Processes
 from ..errors import ArgumentError, TrainingInterrupted, XMetaError
+from ..modeling import components as registry
 from .batch import DEFAULT_CHUNK, LabelledBatch
 from .checkpoint import BestState, StepLog, load_checkpoint, save_checkpoint
 from .fomaml import FirstOrderMAML, InnerLoop, batch_loss
@@ -90,6 +91,16 @@ def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, Labe
     return episode.lang, support, query
 
 
+def parameter_groups(model, trainable: list[torch.nn.Parameter], args: MetaTrainingArguments) -> list[dict]:
+    """AdamW groups: θ at the outer rate, then each component's groups at their own rates (``args``),
+    in registry order; a trainable tensor no component claims trains with θ."""
+    wanted = {id(p) for p in trainable}
+    own = [{**group, "params": [p for p in group["params"] if id(p) in wanted]}
+           for component in model.components.values() for group in component.param_groups(args)]
+    claimed = {id(p) for group in own for p in group["params"]}
+    return [{"params": [p for p in trainable if id(p) not in claimed]}] + [group for group in own if group["params"]]
+
+
 def episode_seed(seed: int, step: int, index: int) -> int:
     """The torch seed (head dropout) of episode ``index`` of ``step``: the same in whichever process
     runs it and whether or not the run was resumed, so sharding and resuming change no number."""
@@ -107,26 +118,20 @@ class MetaTrainer:
         self.train_sampler = train_sampler
         self.processes = processes or Processes()
         model.to(self.processes.device)
-        if args.learn_inner_lr != (model.inner_rates is not None):
-            raise ArgumentError(f"--learn_inner_lr is {args.learn_inner_lr} but the model was built with "
-                                f"inner_lr_learned={model.config.inner_lr_learned}")
-        self.inner = InnerLoop(lr=args.inner_lr, steps=args.inner_steps, rates=model.inner_rates,
-                               head_lr_scale=args.head_lr_scale)
+        for component in registry.COMPONENTS:
+            component.check_training(model.config, args)
+        self.inner = InnerLoop.meta_learned(model, lr=args.inner_lr, steps=args.inner_steps,
+                                            head_lr_scale=args.head_lr_scale)
         self.bf16 = args.bf16 and self.processes.device.type == "cuda"  # autocast; CPU runs stay float32
         self.maml = FirstOrderMAML(model, self.inner)
         scores_dev = dev_sampler is not None and self.processes.is_main
         dev_episodes = min(args.dev_episodes, len(dev_sampler.langs)) if scores_dev else 0  # fewer languages: shrink to fit
         self.dev = dev_sampler.sample_meta_batch(dev_episodes) if scores_dev else []  # batches: at each score
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        trainable = [p for p in model.parameters() if p.requires_grad]
         with torch.no_grad():
-            self.processes.broadcast_([p for _, p in named])
-        own_rates = {".meta_embedding.": args.meta_embedding_lr, "inner_rates.": args.inner_rate_lr,
-                     "prototype_mix.": args.inner_rate_lr}
-        groups = [{"params": [p for n, p in named if not any(key in n for key in own_rates)]}]
-        for key, lr in own_rates.items():  # their own, larger rates (MetaTrainingArguments)
-            params = [p for n, p in named if key in n]
-            groups += [{"params": params, "lr": lr}] if params else []
-        self.optimizer = torch.optim.AdamW(groups, lr=args.outer_lr, weight_decay=args.weight_decay)
+            self.processes.broadcast_(trainable)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, trainable, args), lr=args.outer_lr,
+                                           weight_decay=args.weight_decay)
         model.config.inner_lr = args.inner_lr
         model.config.inner_steps = args.inner_steps
         model.config.head_lr_scale = args.head_lr_scale
@@ -181,6 +186,14 @@ class MetaTrainer:
                 for name, p in self.named_trainable().items():
                     p.copy_(self.best.weights[name])
 
+    @contextmanager
+    def meta_step(self) -> Iterator[None]:
+        """Around one outer step's episodes, each component's own (e.g. source attention's bank stays frozen)."""
+        with ExitStack() as stack:
+            for component in self.model.components.values():
+                stack.enter_context(component.meta_step())
+            yield
+
     def autocast(self) -> torch.autocast:
         """bf16 autocast of the forward passes when ``self.bf16`` (gradients and θ stay float32)."""
         return torch.autocast(self.processes.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -192,8 +205,7 @@ class MetaTrainer:
         step = self.completed + 1
         self.optimizer.zero_grad(set_to_none=True)
         results = []
-        bank = self.model.source_transfer.bank if self.model.source_transfer is not None else None
-        with bank.deferred() if bank is not None else nullcontext(), self.autocast():
+        with self.meta_step(), self.autocast():
             for index, episode in self.processes.share(list(enumerate(episodes))):
                 torch.manual_seed(episode_seed(self.args.seed, step, index))
                 results += self.maml.meta_gradient([episode_batches(self.model, episode, self.args.chunk_size)], total=len(episodes))
@@ -201,8 +213,8 @@ class MetaTrainer:
         loss, accuracy, stop = self.processes.sum_gradients(
             params, [sum(r.query_loss for r in results), sum(r.query_accuracy for r in results), float(self.stop_signal or 0)])
         loss, accuracy = loss / len(episodes), accuracy / len(episodes)
-        if bank is not None:
-            bank.sync(self.processes.sum_)
+        for component in self.model.components.values():
+            component.synchronise(self.processes.sum_)
         if not math.isfinite(loss):
             kept = (f"last good checkpoint: {self.last_checkpoint[0]} (step {self.last_checkpoint[1]})"
                     if self.last_checkpoint else "no checkpoint was written (see --checkpoint_every)")

@@ -20,14 +20,10 @@ from ..config import XMetaConfig
 from ..data.romanize import romanization_needed, romanize_texts
 from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError, warn
+from . import components as registry
 from .classifier import PooledClassifier
-from .inner_rates import InnerRates
+from .components import Component
 from .language_codes import META_ADAPTER, check_language_code
-from .meta_embedding import CharNgramFeatures, MetaEmbedding
-from .pooling import mean_pool
-from .prototype_head import PrototypeMix
-from .source_attention import PEFT_PREFIX, SourceTransfer, build_source_transfer
-from .target_view import forget_target_view, is_shared_meta_embedding_tensor, is_target_view_tensor
 
 def default_language(languages: Sequence[str]) -> str:
     """The adapter a model folder is used through when no language is named (API and CLI alike):
@@ -91,28 +87,23 @@ class XMetaModelBase(XMetaPreTrainedModel):
         self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
         base = self.network_class(encoder, config.num_labels, config.classifier_dropout)
         base.name_or_path = config.encoder  # peft records it as the adapters' base model
-        self.char_features: CharNgramFeatures | None = None
-        if config.meta_embedding:
-            low, high = config.meta_embedding_ngrams
-            self.char_features = CharNgramFeatures(tokenizer, config.meta_embedding_buckets, low, high)
-            with torch.random.fork_rng(devices=[]):  # same LoRA init with the layer on or off; fixed n-gram vectors
-                torch.manual_seed(0)
-                base.meta_embedding = MetaEmbedding(encoder.config.hidden_size, config.meta_embedding_buckets,
-                                                    config.meta_embedding_dim)
-        self.peft = get_peft_model(base, self.lora_config(), adapter_name=META_ADAPTER)
+        self._wrap_with_components(base)
+
+    def _wrap_with_components(self, network: PooledClassifier) -> None:
+        """Wrap ``network`` with peft (adapter ``meta``) and build the config's components around it:
+        those inside the network first, the rest on the wrapped model. ``self.components`` holds them in
+        registry order; ``model.<attribute>`` of a component that is off is None."""
+        for cls in registry.COMPONENTS:
+            if cls.attribute is not None:
+                setattr(self, cls.attribute, None)
+        enabled = registry.enabled_components(self.config)
+        self.components: dict[str, Component] = {cls.name: cls.build(self, network) for cls in enabled if cls.in_network}
+        self.peft = get_peft_model(network, self.lora_config(), adapter_name=META_ADAPTER)
         self._freeze_other_adapters(META_ADAPTER)
-        self.source_transfer: SourceTransfer | None = None
-        if config.source_attention:
-            if not config.source_languages:
-                raise ArgumentError("source attention needs source languages (config.source_languages)")
-            self.source_transfer, linears = build_source_transfer(
-                self.peft, config.source_languages, encoder.config.hidden_size, config.lora_r,
-                config.lora_alpha / config.lora_r, config.attention_dim, config.attention_top_k, prefix=PEFT_PREFIX)
-            self.source_transfer.attach({name: linears[name] for name in self.source_transfer.bank.targets})
-        # learned inner-loop rates per group of θ's fast weights: slow weights, saved with θ (shared_state)
-        self.inner_rates = InnerRates(self.fast_parameters()) if config.inner_lr_learned else None
-        # the prototype head's scale s: a slow weight, saved with θ (shared_state)
-        self.prototype_mix = PrototypeMix(config.num_labels, base.classifier.in_features) if config.prototype_head else None
+        for cls in enabled:
+            if not cls.in_network:
+                self.components[cls.name] = cls.build(self, network)
+        self.components = {cls.name: self.components[cls.name] for cls in enabled}
 
     def lora_config(self) -> LoraConfig:
         c = self.config
@@ -147,15 +138,19 @@ class XMetaModelBase(XMetaPreTrainedModel):
         self.peft.set_adapter(name)
         self.peft.base_model.model.encoder.requires_grad_(False)
         self._freeze_other_adapters(name)
-        if self.peft.base_model.model.meta_embedding is not None:
-            self.peft.base_model.model.meta_embedding.active = name  # its target view, if any, joins the mix
+        for component in self.components.values():
+            component.use_language(name)
 
     def _freeze_other_adapters(self, active: str) -> None:
-        """Only ``active``'s adapter (and its target view) trains; the shared meta-embedding trains with θ
-        (a slow weight), not per language."""
+        """Only ``active``'s adapter (with its components' tensors of it, e.g. a target view) trains; a
+        component's shared tensors in the network (e.g. the meta-embedding) train with θ, not per language."""
         for pname, p in self.peft.named_parameters():
-            p.requires_grad_(is_adapter_tensor(pname, active) or is_target_view_tensor(pname, active)
-                             or (is_shared_meta_embedding_tensor(pname) and active == META_ADAPTER))
+            p.requires_grad_(self._is_language_tensor(pname, active) or (
+                active == META_ADAPTER and any(c.is_shared_tensor(pname) for c in self.components.values())))
+
+    def _is_language_tensor(self, name: str, adapter: str) -> bool:
+        """Whether a peft parameter name belongs to ``adapter``: its LoRA, head copy or a component's tensor of it."""
+        return is_adapter_tensor(name, adapter) or any(c.is_adapter_tensor(name, adapter) for c in self.components.values())
 
     def start_language(self, lang: str) -> None:
         """Create (or reset) ``lang``'s adapter as a copy of the meta initialisation and activate it."""
@@ -166,7 +161,7 @@ class XMetaModelBase(XMetaPreTrainedModel):
             if self.active_language == lang:
                 self.use_language(None)  # peft would warn that it deleted the active adapter
             self.peft.delete_adapter(lang)
-        forget_target_view(self.peft.base_model.model.meta_embedding, lang)
+        self._forget_language(lang)
         self.peft.add_adapter(lang, self.lora_config())
         meta = self.adapter_state(META_ADAPTER)
         params = dict(self.peft.named_parameters())
@@ -183,11 +178,15 @@ class XMetaModelBase(XMetaPreTrainedModel):
             if self.active_language == lang:
                 self.use_language(None)
             self.peft.delete_adapter(lang)
-        forget_target_view(self.peft.base_model.model.meta_embedding, lang)
+        self._forget_language(lang)
         if lang in self.config.adapted_languages:
             self.config.adapted_languages.remove(lang)
         if lang in self.config.romanized_languages:
             self.config.romanized_languages.remove(lang)
+
+    def _forget_language(self, lang: str) -> None:
+        for component in self.components.values():
+            component.forget_language(lang)
 
     def adapter_state(self, adapter: str) -> dict[str, torch.Tensor]:
         """The adapter's own tensors (LoRA A/B and its head copy), keyed by parameter name."""
@@ -197,64 +196,40 @@ class XMetaModelBase(XMetaPreTrainedModel):
         """The active adapter's trainable tensors: the inner loop's fast weights φ.
 
         Every other trainable tensor (source attention, ...) is a slow weight of the outer loop. A
-        language's target view (meta-embedding, adapted with ``train_meta_embedding``) is one of its fast weights.
+        component's tensor of the language (e.g. its target view) is one of its fast weights.
         """
         lang = self.active_language
         return {n: p for n, p in self.peft.named_parameters(prefix="peft")
-                if p.requires_grad and (is_adapter_tensor(n, lang) or is_target_view_tensor(n, lang))}
+                if p.requires_grad and self._is_language_tensor(n, lang)}
 
     def shared_state(self) -> dict[str, torch.Tensor]:
-        """Tensors outside the per-language adapters (source attention, ...), saved with θ."""
+        """Tensors outside the per-language adapters (components' modules on the model), saved with θ."""
         return {n: t.detach() for n, t in self.state_dict().items() if not n.startswith("peft.")}
-
-    def lora_of(self, weights: dict[str, torch.Tensor], adapter: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """LoRA (A, B) per adapted linear, read from a fast-weight dict of ``adapter``."""
-        return {target: (weights[f"{target}.lora_A.{adapter}.weight"], weights[f"{target}.lora_B.{adapter}.weight"])
-                for target in self.source_transfer.bank.targets}
 
     @contextlib.contextmanager
     def transferring_into(self, lang: str):
-        """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
-        if self.source_transfer is None:
-            yield
-            return
-        with self.source_transfer.attention.excluding([lang]):
+        """Within an episode of ``lang`` (e.g. its own bank slot masked out of source attention)."""
+        with contextlib.ExitStack() as stack:
+            for component in self.components.values():
+                stack.enter_context(component.episode(lang))
             yield
 
     def remember_source(self, lang: str, weights: dict[str, torch.Tensor], momentum: float | None = None) -> None:
-        """Blend an inner-loop result of a source language into its bank slot (no-op without a bank)."""
-        if self.source_transfer is None or lang not in self.source_transfer.bank.languages:
-            return
-        lora = self.lora_of(weights, self.active_language)
-        self.source_transfer.bank.store(lang, lora, self.config.bank_momentum if momentum is None else momentum)
-
-    @torch.no_grad()
-    def init_source_keys(self, texts: dict[str, Sequence]) -> None:
-        """Task embeddings (mean pooled output) and per-layer mean hidden states initialise the keys."""
-        transfer = self.source_transfer
-        encoder = self.peft.base_model.model.encoder
-        layer_means = {i: [] for i in transfer.attention.layers}
-        finals = []
-        for lang in transfer.bank.languages:
-            inputs = self.encode(list(texts[lang]), lang)
-            with self.peft.disable_adapter(), transfer.disabled():
-                out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
-            for i in layer_means:
-                layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))
-            finals.append(mean_pool(out.last_hidden_state, inputs["attention_mask"]).mean(0))
-        transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
+        """Show the components an inner-loop result of a source language (source attention blends it into its bank slot)."""
+        for component in self.components.values():
+            component.remember(self, lang, weights, momentum)
 
     # ------------------------------------------------------------------ forward
     def network_logits(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
                        lower_hidden: torch.Tensor | None, lower_layers: int, char_ngrams: torch.Tensor | None,
                        **extra: torch.Tensor) -> torch.Tensor:
-        """The peft-wrapped network's logits, with source attention's per-pass state cleared around the call."""
-        if self.source_transfer is not None:
-            self.source_transfer.attention.reset()
+        """The peft-wrapped network's logits, with the components' per-pass state cleared around the call."""
+        for component in self.components.values():
+            component.new_pass()
         logits = self.peft(input_ids=input_ids, attention_mask=attention_mask, lower_hidden=lower_hidden,
                            lower_layers=lower_layers, char_ngrams=char_ngrams, **extra)
-        if self.source_transfer is not None:
-            self.source_transfer.attention.reset()
+        for component in self.components.values():
+            component.new_pass()
         return logits
 
     def train(self, mode: bool = True):
@@ -287,18 +262,15 @@ class XMetaModelBase(XMetaPreTrainedModel):
 
     def encode(self, texts: Sequence, language: str | None = None) -> dict[str, torch.Tensor]:
         """Tokenise with the encoder's prefix, padding only to the longest text of the batch
-        (plus each token's character n-gram ids when the meta-embedding is on).
+        (plus the components' inputs, e.g. each token's character n-gram ids for the meta-embedding).
 
         The one place where texts become model inputs: texts of ``language`` (their language, not
         the adapter's name) are romanised first when the model reads that language romanised."""
         texts = romanize_texts(texts) if language in self.config.romanized_languages else list(texts)
-        inputs, flat = self.tokenize(texts, offsets=self.char_features is not None)
-        if self.char_features is not None:
-            offsets = inputs.pop("offset_mapping")
-            inputs["char_ngrams"] = self.char_features(flat, inputs["input_ids"], offsets)
-            view = self.peft.base_model.model.meta_embedding.target(self.active_language)
-            if view is not None:
-                inputs["char_ngrams"] = view.with_pieces(inputs["char_ngrams"], flat, inputs["input_ids"], offsets)
+        inputs, flat = self.tokenize(texts, offsets=any(c.reads_offsets for c in self.components.values()))
+        offsets = inputs.pop("offset_mapping", None)
+        for component in self.components.values():
+            component.add_inputs(self, inputs, flat, offsets)
         return inputs
 
     @property
@@ -320,9 +292,8 @@ class XMetaModelBase(XMetaPreTrainedModel):
         meta-embedding (a slow weight, constant within an episode) keeps its graph to the cache,
         so the query loss still reaches it."""
         split = self.frozen_layers
-        layer = self.peft.base_model.model.meta_embedding
-        target_view = layer is not None and layer.target(self.active_language) is not None  # a fast weight: no cache
-        if not self.config.cache_frozen_layers or split == 0 or target_view:
+        cacheable = all(c.caches_lower_layers(self.active_language) for c in self.components.values())
+        if not self.config.cache_frozen_layers or split == 0 or not cacheable:
             return inputs
         base = self.peft.base_model.model
         embeds = base.word_vectors(inputs["input_ids"], inputs.get("char_ngrams"))

@@ -149,11 +149,8 @@ def export_merged(
         raise ArgumentError("export: the encoder's FFN is not 4x its width, which XLM's layout requires")
     pad_id = enc_config.pad_token_id if enc_config.pad_token_id is not None else 1
     state = to_xlm_state(merged_encoder_state(model, adapter), enc_config.model_type, pad_id, enc_config.num_hidden_layers)
-    base = model.peft.base_model.model
-    if base.meta_embedding is not None:  # exact for known pieces; <unk> keeps its pretrained row (module docstring)
-        words = base.encoder.get_input_embeddings().weight.detach()
-        state["transformer.embeddings.weight"] = base.meta_embedding.vocabulary_matrix(
-            words, model.char_features, base.meta_embedding.target(adapter))
+    for component in model.components.values():  # e.g. the meta-embedding: exact for known pieces (module docstring)
+        component.export(model, adapter, state)
     head = model.peft.base_model.model.classifier.modules_to_save[adapter]
     head_name = "classifier" if tagger else "sequence_summary.summary"
     state[f"{head_name}.weight"] = head.weight.detach()

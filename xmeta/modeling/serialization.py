@@ -19,17 +19,12 @@ from ..fileio import atomic_directory, read_safetensors
 from ..version import __version__
 from .language_codes import META_ADAPTER
 from .model_card import model_card
-from .prototype_head import SOURCE_KEYS
-from .source_attention import bank_folder_state
-from .target_view import load_target_views, save_target_views
 
 if TYPE_CHECKING:
     from .sequence_classification import XMetaForSequenceClassification
 
 WEIGHTS_NAME = "model.safetensors"
 ADAPTERS_DIR = "adapters"
-META_EMBEDDING_NAME = "meta_embedding.safetensors"  # the shared meta-embedding layer, when config.meta_embedding
-BANK_DIR = "bank"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -40,12 +35,11 @@ def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite
         model.config.save_pretrained(tmp)
         state = {k: v.contiguous() for k, v in {**model.adapter_state(META_ADAPTER), **model.shared_state()}.items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "xmeta_version": __version__})
-        save_meta_embedding(model, tmp)
         for lang in model.languages():
             model.peft.save_pretrained(str(tmp / ADAPTERS_DIR), selected_adapters=[lang], save_embedding_layers=False)
         (tmp / ADAPTERS_DIR / "README.md").unlink(missing_ok=True)
-        if model.source_transfer is not None:
-            save_bank(model, tmp / BANK_DIR)
+        for component in model.components.values():
+            component.save(model, tmp)
         (tmp / "README.md").write_text(model_card(model.config), encoding="utf-8")
     return directory
 
@@ -102,7 +96,8 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     model = cls(config, **model_kwargs)
     state = read_safetensors(directory / WEIGHTS_NAME)
     expected = {**model.adapter_state(META_ADAPTER), **model.shared_state()}
-    missing = sorted(set(expected) - set(state) - set(SOURCE_KEYS))  # older folders: no fold (zero offset)
+    optional = {key for component in model.components.values() for key in component.optional_state_keys}
+    missing = sorted(set(expected) - set(state) - optional)  # what older folders lack, their components say
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         culprit = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
@@ -114,54 +109,14 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     with torch.no_grad():
         for name, value in state.items():
             targets[name].copy_(value)
-    load_meta_embedding(model, directory)
+    for component in model.components.values():
+        component.load(model, directory)
     for lang in config.adapted_languages:
         folder = directory / ADAPTERS_DIR / lang
         read_safetensors(folder / "adapter_model.safetensors")
         read_adapter_config(folder)
         model.peft.load_adapter(str(folder), adapter_name=lang, is_trainable=False)
-    if model.source_transfer is not None:
-        model.source_transfer.bank.defer_loading(lambda lang: _read_bank_slot(directory / BANK_DIR / lang))
     model.use_language(META_ADAPTER)
     model.eval()
     return model
 
-
-def save_bank(model: XMetaForSequenceClassification, folder: Path) -> None:
-    """Each source language's bank slot as a peft adapter folder ``bank/<lang>/``."""
-    bank = model.source_transfer.bank
-    config = model.lora_config()
-    for lang in bank.languages:
-        (folder / lang).mkdir(parents=True)
-        config.save_pretrained(str(folder / lang))
-        save_file(bank_folder_state(bank, lang), folder / lang / "adapter_model.safetensors",
-                  metadata={"format": "pt"})
-
-
-def _read_bank_slot(folder: Path) -> dict:
-    return read_safetensors(folder / "adapter_model.safetensors")
-
-
-def save_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
-    """The meta-embedding's n-gram table, projection and gates (shared by every language) in their own file;
-    each adapted language's target view, if it has one, in ``meta_embedding/<lang>/``."""
-    module = model.peft.base_model.model.meta_embedding
-    if module is not None:
-        state = {k: v.detach().contiguous() for k, v in module.state_dict().items() if not k.startswith("targets.")}
-        save_file(state, directory / META_EMBEDDING_NAME, metadata={"format": "pt", "xmeta_version": __version__})
-        save_target_views(module, directory, model.languages())
-
-
-def load_meta_embedding(model: XMetaForSequenceClassification, directory: Path) -> None:
-    module = model.peft.base_model.model.meta_embedding
-    if module is None:
-        return
-    path = directory / META_EMBEDDING_NAME
-    state = read_safetensors(path)
-    expected = module.state_dict()
-    for name, value in expected.items():
-        if name not in state or state[name].shape != value.shape:
-            found = tuple(state[name].shape) if name in state else "missing"
-            raise ModelFolderError(f"{path}: {name} is {found}, expected shape {tuple(value.shape)}")
-    module.load_state_dict({name: state[name] for name in expected})
-    load_target_views(model, directory)

@@ -1,0 +1,135 @@
+"""The component protocol: a part registered in one line (here, in the test) is built, trained at its own
+rate, checkpointed, resumed, saved and loaded by the unchanged model, trainer and folder code."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from tests.conftest import TOY_WORDS, toy_rows
+from tests.test_fomaml import _model
+from xmeta import XMetaForSequenceClassification
+from xmeta.data import EpisodeSampler, LabelMap, LanguageTask
+from xmeta.meta import MetaTrainer, MetaTrainingArguments
+from xmeta.meta.checkpoint import PARAMS_NAME
+from xmeta.modeling import components as registry
+from xmeta.modeling.components import Component
+
+TOY_LR = 0.0123
+COUNTS_NAME = "toy_counts.json"
+
+
+class LogitGain(nn.Module):
+    """A learned gain on the logits: a slow weight, 1 (no change) at init."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones(()))
+
+
+class ToyGain(Component):
+    """Scales the logits by a learned gain and counts the episodes it saw (non-parameter state)."""
+
+    name = "toy_gain"
+    flag = "toy_gain"
+    attribute = "logit_gain"
+    checkpoint_prefix = "toy."
+
+    def __init__(self, module: LogitGain) -> None:
+        super().__init__(module)
+        self.episodes = 0
+
+    @classmethod
+    def build(cls, model, network) -> ToyGain:
+        model.logit_gain = LogitGain()
+        model.peft.register_forward_hook(lambda _module, _args, logits: logits * model.logit_gain.gain)
+        return cls(model.logit_gain)
+
+    def param_groups(self, args) -> list[dict]:
+        return [{"params": [self.module.gain], "lr": TOY_LR}]
+
+    @contextlib.contextmanager
+    def episode(self, lang: str) -> Iterator[None]:
+        yield
+        self.episodes += 1
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return {"episodes": torch.tensor(self.episodes)}
+
+    def load_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.episodes = int(tensors["episodes"])
+
+    def save(self, model, folder) -> None:
+        (folder / COUNTS_NAME).write_text(json.dumps({"episodes": self.episodes}), encoding="utf-8")
+
+    def load(self, model, folder) -> None:
+        self.episodes = json.loads((folder / COUNTS_NAME).read_text(encoding="utf-8"))["episodes"]
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """The one registration line."""
+    monkeypatch.setattr(registry, "COMPONENTS", [*registry.COMPONENTS, ToyGain])
+
+
+def _sampler(seed: int = 0) -> EpisodeSampler:
+    label_map = LabelMap(tuple(TOY_WORDS))
+    tasks = {}
+    for lang in ("aa", "bb", "cc"):
+        rows = toy_rows(lang, 6, seed)
+        tasks[lang] = LanguageTask(lang, [r["text"] for r in rows], label_map.encode([r["label"] for r in rows], lang), label_map)
+    return EpisodeSampler(tasks, None, 2, 2, seed=seed)
+
+
+def _trainer(model, steps: int) -> MetaTrainer:
+    args = MetaTrainingArguments(steps=steps, meta_batch=2, k_shot=2, k_query=2, inner_steps=1, eval_every=0, seed=0)
+    return MetaTrainer(model, _sampler(), args)
+
+
+def test_a_registered_component_trains_checkpoints_saves_and_loads(registered, tiny_encoder_dir, tmp_path):
+    model = _model(tiny_encoder_dir, prototype_head=True, toy_gain=True)
+    toy = model.components["toy_gain"]
+    assert list(model.components) == ["prototype_head", "toy_gain"]  # registry order
+    assert "logit_gain.gain" in model.shared_state()  # saved with θ under its attribute
+
+    trainer = _trainer(model, steps=3)
+    groups = trainer.optimizer.param_groups
+    assert [g["lr"] for g in groups[1:]] == [trainer.args.inner_rate_lr, TOY_LR]
+    assert groups[2]["params"] == [model.logit_gain.gain]
+    assert all(p is not model.logit_gain.gain for g in groups[:2] for p in g["params"])
+
+    trainer.args.steps = 2
+    trainer.train()
+    assert toy.episodes == 4  # every episode of 2 steps ran inside its hook
+    assert model.logit_gain.gain.item() != 1.0  # the query loss reached it: it trains as a slow weight
+    trainer.checkpoint(tmp_path / "ckpt")
+    assert load_file(tmp_path / "ckpt" / PARAMS_NAME)["toy.episodes"].item() == 4
+
+    resumed_model = _model(tiny_encoder_dir, prototype_head=True, toy_gain=True)
+    resumed = _trainer(resumed_model, steps=3)
+    resumed.resume(tmp_path / "ckpt")
+    assert resumed_model.components["toy_gain"].episodes == 4
+    assert torch.equal(resumed_model.logit_gain.gain, model.logit_gain.gain)
+    trainer.args.steps = 3
+    trainer.train()
+    resumed.train()
+    assert resumed_model.components["toy_gain"].episodes == toy.episodes == 6
+    assert torch.equal(resumed_model.logit_gain.gain, model.logit_gain.gain)
+
+    model.save_pretrained(tmp_path / "m")
+    assert "logit_gain.gain" in load_file(tmp_path / "m" / "model.safetensors")
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert loaded.components["toy_gain"].episodes == 6
+    assert torch.equal(loaded.logit_gain.gain, model.logit_gain.gain)
+
+
+def test_a_component_that_is_off_is_none_and_has_no_group(registered, tiny_encoder_dir):
+    model = _model(tiny_encoder_dir)
+    assert model.logit_gain is None and "toy_gain" not in model.components
+    assert len(_trainer(model, steps=1).optimizer.param_groups) == 1

@@ -1,0 +1,119 @@
+"""`Component`: the protocol an optional part of an xmeta model follows (peft tuners style).
+
+Source attention, the meta-embedding, learned inner rates and the prototype head each switch on
+from the config, build their modules, and then answer the same calls from the model, the trainer,
+checkpoints, model folders and export. Every hook has a do-nothing default, so a component
+implements only what it takes part in, and the model and trainer loop over the attached
+components without naming any (`xmeta.modeling.components` registers them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ...config import XMetaConfig
+    from ..base import XMetaModelBase
+
+
+class Component:
+    """One optional part of a model; its modules hold the tensors, this object the protocol."""
+
+    name: ClassVar[str]  # the registry key
+    flag: ClassVar[str]  # the config field that switches the part on
+    # the model attribute its module is reachable by (``model.<attribute>``, None when the part is off);
+    # the module's tensors are saved with θ under this prefix. None: its module lives elsewhere
+    attribute: ClassVar[str | None] = None
+    in_network: ClassVar[bool] = False  # built into the network before peft wraps it (else after)
+    reads_offsets: ClassVar[bool] = False  # `add_inputs` needs the tokenizer's offset mapping
+    checkpoint_prefix: ClassVar[str] = ""  # key prefix of `checkpoint_state` in a training checkpoint ("": none)
+    optional_state_keys: ClassVar[tuple[str, ...]] = ()  # θ tensors older model folders may lack
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module  # what holds the part's tensors
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def enabled(cls, config: XMetaConfig) -> bool:
+        """Whether a model with ``config`` has this part."""
+        return bool(getattr(config, cls.flag, False))
+
+    @classmethod
+    def build(cls, model: XMetaModelBase, network: torch.nn.Module) -> Component:
+        """Create the part's modules and attach them to ``model`` (or ``network``, when `in_network`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_training(cls, config: XMetaConfig, args: Any) -> None:
+        """Raise an `ArgumentError` when meta-training flags ``args`` disagree with how the model was built."""
+
+    # ------------------------------------------------------------- training
+    def param_groups(self, args: Any) -> list[dict]:
+        """AdamW groups of the part's slow weights that take their own rate from ``args``
+        (``{"params": [...], "lr": ...}``); any trainable tensor in none trains with θ at the outer rate."""
+        return []
+
+    @contextlib.contextmanager
+    def meta_step(self) -> Iterator[None]:
+        """Around the episodes of one outer step."""
+        yield
+
+    def synchronise(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Make non-parameter state agree across processes after a distributed outer step."""
+
+    @contextlib.contextmanager
+    def episode(self, lang: str) -> Iterator[None]:
+        """Around an inner loop and query pass on ``lang``."""
+        yield
+
+    def remember(self, model: XMetaModelBase, lang: str, weights: dict[str, torch.Tensor],
+                 momentum: float | None) -> None:
+        """See an inner-loop result (fast weights) of source language ``lang``."""
+
+    # ------------------------------------------------ adapters and forward passes
+    def is_adapter_tensor(self, name: str, adapter: str) -> bool:
+        """Whether a peft parameter name is the part's tensor that belongs to ``adapter`` (a fast weight of it)."""
+        return False
+
+    def is_shared_tensor(self, name: str) -> bool:
+        """Whether a peft parameter name is the part's slow weight inside the network (trains with θ)."""
+        return False
+
+    def use_language(self, adapter: str) -> None:
+        """``adapter`` became the active one."""
+
+    def forget_language(self, lang: str) -> None:
+        """``lang``'s adapter is being replaced or dropped."""
+
+    def add_inputs(self, model: XMetaModelBase, inputs: dict[str, torch.Tensor], texts: list[str],
+                   offsets: torch.Tensor | None) -> None:
+        """Add the part's model inputs for tokenised ``texts`` (``offsets`` when `reads_offsets`)."""
+
+    def caches_lower_layers(self, adapter: str) -> bool:
+        """Whether the frozen lower layers' output may be reused across passes while ``adapter`` is active."""
+        return True
+
+    def new_pass(self) -> None:
+        """A forward pass starts or ends: drop per-pass state."""
+
+    # ------------------------------------------------- checkpoints, folders, export
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """Non-parameter state a resumed run needs (keys without `checkpoint_prefix`)."""
+        return {}
+
+    def load_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore `checkpoint_state`."""
+
+    def save(self, model: XMetaModelBase, folder: Path) -> None:
+        """Write the part's files into a model folder (tensors under `attribute` are saved with θ already)."""
+
+    def load(self, model: XMetaModelBase, folder: Path) -> None:
+        """Read back what `save` wrote."""
+
+    def export(self, model: XMetaModelBase, adapter: str, state: dict[str, torch.Tensor]) -> None:
+        """Fold the part into ``state``, the plain exported model's tensors (XLM names), for ``adapter``."""

@@ -1,0 +1,26 @@
+"""The prototype head as a component: its slow scale s (and the folded source offset) at ``model.prototype_mix``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..prototype_head import SOURCE_KEYS, PrototypeMix
+from .base import Component
+
+
+class PrototypeHead(Component):
+    """Inner loops start the head from the support's class prototypes (`xmeta.modeling.prototype_head`)."""
+
+    name = "prototype_head"
+    flag = "prototype_head"
+    attribute = "prototype_mix"
+    optional_state_keys = SOURCE_KEYS  # folders written before the fold: zero offset, no prior
+
+    @classmethod
+    def build(cls, model, network) -> PrototypeHead:
+        mix = PrototypeMix(model.config.num_labels, network.classifier.in_features)
+        model.prototype_mix = mix
+        return cls(mix)
+
+    def param_groups(self, args: Any) -> list[dict]:
+        return [{"params": list(self.module.parameters()), "lr": args.inner_rate_lr}]

@@ -1,0 +1,102 @@
+"""Source attention as a component: bank and attention at ``model.source_transfer``, hooked into the
+LoRA linears; the bank's slots go to ``bank/<lang>/`` peft adapter folders and to checkpoints
+(`xmeta.modeling.source_attention`)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ...errors import ArgumentError
+from ...fileio import read_safetensors
+from ..pooling import mean_pool
+from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer
+from .base import Component
+
+BANK_DIR = "bank"
+
+
+class SourceAttention(Component):
+    """Attention over a bank of source-language adapters, leave-one-language-out in meta-training."""
+
+    name = "source_attention"
+    flag = "source_attention"
+    attribute = "source_transfer"
+    checkpoint_prefix = "bank."  # the bank's slots: refreshed state, though not parameters
+
+    @classmethod
+    def build(cls, model, network) -> SourceAttention:
+        c = model.config
+        if not c.source_languages:
+            raise ArgumentError("source attention needs source languages (config.source_languages)")
+        transfer, linears = build_source_transfer(
+            model.peft, c.source_languages, network.encoder.config.hidden_size, c.lora_r,
+            c.lora_alpha / c.lora_r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX)
+        transfer.attach({name: linears[name] for name in transfer.bank.targets})
+        model.source_transfer = transfer
+        return cls(transfer)
+
+    @torch.no_grad()
+    def init_keys(self, model, texts: dict[str, Sequence]) -> None:
+        """Task embeddings (mean pooled output) and per-layer mean hidden states initialise the keys."""
+        transfer = self.module
+        encoder = model.peft.base_model.model.encoder
+        layer_means = {i: [] for i in transfer.attention.layers}
+        finals = []
+        for lang in transfer.bank.languages:
+            inputs = model.encode(list(texts[lang]), lang)
+            with model.peft.disable_adapter(), transfer.disabled():
+                out = encoder(**{k: inputs[k] for k in ("input_ids", "attention_mask")}, output_hidden_states=True)
+            for i in layer_means:
+                layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))
+            finals.append(mean_pool(out.last_hidden_state, inputs["attention_mask"]).mean(0))
+        transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
+
+    def meta_step(self) -> contextlib.AbstractContextManager:
+        return self.module.bank.deferred()
+
+    def synchronise(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.module.bank.sync(sum_)
+
+    @contextlib.contextmanager
+    def episode(self, lang: str) -> Iterator[None]:
+        """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
+        with self.module.attention.excluding([lang]):
+            yield
+
+    def remember(self, model, lang: str, weights: dict[str, torch.Tensor], momentum: float | None) -> None:
+        """Blend the inner-loop result of a source language into its bank slot."""
+        bank = self.module.bank
+        if lang not in bank.languages:
+            return
+        adapter = model.active_language
+        lora = {target: (weights[f"{target}.lora_A.{adapter}.weight"], weights[f"{target}.lora_B.{adapter}.weight"])
+                for target in bank.targets}
+        bank.store(lang, lora, model.config.bank_momentum if momentum is None else momentum)
+
+    def new_pass(self) -> None:
+        self.module.attention.reset()
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        return self.module.bank.state_tensors()
+
+    def load_checkpoint_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.module.bank.load_state_tensors(tensors)
+
+    def save(self, model, folder: Path) -> None:
+        """Each source language's bank slot as a peft adapter folder ``bank/<lang>/``."""
+        bank = self.module.bank
+        config = model.lora_config()
+        for lang in bank.languages:
+            (folder / BANK_DIR / lang).mkdir(parents=True)
+            config.save_pretrained(str(folder / BANK_DIR / lang))
+            save_file(bank_folder_state(bank, lang), folder / BANK_DIR / lang / "adapter_model.safetensors",
+                      metadata={"format": "pt"})
+
+    def load(self, model, folder: Path) -> None:
+        """The slots are read on first use, not at load."""
+        self.module.bank.defer_loading(lambda lang: read_safetensors(folder / BANK_DIR / lang / "adapter_model.safetensors"))
