@@ -12,8 +12,10 @@ its own α_g, so φ_T = φ_0 − α_g Σ_t ∇_g L_S(φ_t) on that group. Holdin
 constant (the first-order assumption) gives ∂L_Q/∂α_g = −Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩, exact
 for T = 1; the rates are stored as log-scales s, so their gradient is α_g ∂L_Q/∂α_g.
 
-With a prototype head (`xmeta.modeling.prototype_head`), the inner loop starts the head from the
-support's class prototypes (added to θ's head) and the head steps at ``head_lr_scale`` times the rate.
+The model's components may move the start of the inner loop (`Component.start_inner_loop`): with a
+prototype head (`xmeta.modeling.prototype_head`) the head starts from the support's class prototypes
+(added to θ's head); a component's first-order gradient for its own slow weights comes from what its
+start recorded (`Component.start_gradients`). The head steps at ``head_lr_scale`` times the rate.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatc
 
 @dataclass
 class InnerLoop:
-    """T plain SGD steps on a support set, starting from the model's current fast weights (with the
-    model's prototype head, if it has one, added to the head first); with ``rates``, each group of
+    """T plain SGD steps on a support set, starting from the model's current fast weights (as the
+    model's components move them first, e.g. the prototype head); with ``rates``, each group of
     fast weights steps with its learned rate instead of ``lr``; the head's rate is ``head_lr_scale`` times its own."""
 
     lr: float
@@ -69,13 +71,15 @@ class InnerLoop:
         return self.trace(model, support, start)[0]
 
     def trace(self, model: torch.nn.Module, support: LabelledBatch,
-              start: FastWeights | None = None) -> tuple[FastWeights, FastWeights | None, FastWeights | None]:
+              start: FastWeights | None = None) -> tuple[FastWeights, FastWeights | None, dict[str, object]]:
         """φ_T; with learned rates, Σ_t ∇L_S(φ_t) per tensor (what the rates' meta-gradient needs);
-        with a prototype head, the prototype head the inner loop started from (for its scale's gradient)."""
+        what each component that moved the start recorded, by name (e.g. the prototype head it added)."""
         fast = {n: p.detach() for n, p in (start or model.fast_parameters()).items()}
-        prototype = None
-        if getattr(model, "prototype_mix", None) is not None:
-            fast, prototype = model.prototype_mix.start(model, fast, support)
+        starts = {}
+        for name, component in model.components.items():
+            fast, record = component.start_inner_loop(model, fast, support)
+            if record is not None:
+                starts[name] = record
         sizes = self.step_sizes(fast)
         summed = {n: torch.zeros_like(w) for n, w in fast.items()} if self.rates is not None else None
         steps = tqdm(range(self.steps), desc=self.progress, unit="step", dynamic_ncols=True, leave=False,
@@ -88,7 +92,7 @@ class InnerLoop:
                 for name, grad in zip(fast, grads):
                     summed[name] += grad
             fast = {n: (w - sizes[n] * g).detach() for (n, w), g in zip(fast.items(), grads)}
-        return fast, summed, prototype
+        return fast, summed, starts
 
     def rate_gradient(self, query_grads: FastWeights, support_grads: FastWeights) -> torch.Tensor:
         """∂L_Q/∂s per group: α_g · (−Σ_t ⟨∇_g L_Q(φ_T), ∇_g L_S(φ_t)⟩)."""
@@ -125,14 +129,13 @@ class FirstOrderMAML:
         only this process's share of it, so that the sum over processes is the mean."""
         theta = self.model.fast_parameters()
         rates = self.inner.rates
-        mix = getattr(self.model, "prototype_mix", None)
-        own = {*(rates.parameters() if rates is not None else ()), *(mix.parameters() if mix is not None else ())}
+        own = set(rates.parameters()) if rates is not None else set()
         slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta and p not in own}
         scale = total or len(episodes)
         results = []
         for lang, support, query in episodes:
             with self.model.transferring_into(lang):  # leave-one-language-out for source attention
-                fast, support_grads, prototype = self.inner.trace(self.model, support)
+                fast, support_grads, starts = self.inner.trace(self.model, support)
                 fast = {n: w.requires_grad_(True) for n, w in fast.items()}
                 loss, logits = batch_loss(self.model, fast, query)
                 grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
@@ -143,8 +146,9 @@ class FirstOrderMAML:
             query_grads = dict(zip(fast, grads[: len(fast)]))
             if rates is not None:
                 _accumulate(rates.log_scale, self.inner.rate_gradient(query_grads, support_grads) / scale)
-            if prototype is not None:
-                _accumulate(mix.log_scale, mix.scale_gradient(query_grads, prototype) / scale)
+            for name, record in starts.items():
+                for param, grad in self.model.components[name].start_gradients(query_grads, record):
+                    _accumulate(param, grad / scale)
             accuracy = (logits.argmax(-1) == query.labels).float().mean().item()
             results.append(EpisodeResult(lang, loss.item(), accuracy))
         return results

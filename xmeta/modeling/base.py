@@ -1,5 +1,6 @@
 """`XMetaModelBase`: what every xmeta head shares — frozen encoder, one peft LoRA adapter per
-language (adapter ``meta`` = θ), the source bank hooks, encoding, save/load and export.
+language (adapter ``meta`` = θ), the optional components (`xmeta.modeling.components`), encoding,
+save/load and export.
 
 A head subclass names its plain network (``network_class``, wrapped by peft; its ``classifier``
 is the per-adapter head copy) and how it tokenises (``tokenize``); everything else is here once.

@@ -66,6 +66,18 @@ class Component:
     def synchronise(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
         """Make non-parameter state agree across processes after a distributed outer step."""
 
+    def start_inner_loop(self, model: XMetaModelBase, fast: dict[str, torch.Tensor],
+                         support: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        """The fast weights an inner loop on ``support`` starts from, and what `start_gradients` will need
+        (None: the start is unchanged)."""
+        return fast, None
+
+    def start_gradients(self, query_grads: dict[str, torch.Tensor],
+                        record: Any) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        """First-order gradients of the part's slow weights from the query gradients at φ_T and the
+        ``record`` of `start_inner_loop` (a meta-gradient autograd cannot see: the start is a constant)."""
+        return []
+
     @contextlib.contextmanager
     def episode(self, lang: str) -> Iterator[None]:
         """Around an inner loop and query pass on ``lang``."""

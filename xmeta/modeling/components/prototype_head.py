@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+
 from ..prototype_head import SOURCE_KEYS, PrototypeMix
 from .base import Component
 
@@ -24,3 +27,10 @@ class PrototypeHead(Component):
 
     def param_groups(self, args: Any) -> list[dict]:
         return [{"params": list(self.module.parameters()), "lr": args.inner_rate_lr}]
+
+    def start_inner_loop(self, model, fast: dict[str, torch.Tensor], support) -> tuple[dict[str, torch.Tensor], Any]:
+        """The head moved by s · the support's prototype head; that prototype head is the record."""
+        return self.module.start(model, fast, support)
+
+    def start_gradients(self, query_grads: dict[str, torch.Tensor], record) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        return [(self.module.log_scale, self.module.scale_gradient(query_grads, record))]
