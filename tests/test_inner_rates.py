@@ -115,3 +115,13 @@ def test_outer_loop_gives_the_rates_their_own_learning_rate(rated):
     assert [g["lr"] for g in groups] == [args.outer_lr, 0.03]
     assert groups[1]["params"] == [rated.inner_rates.log_scale]
     assert all(p is not rated.inner_rates.log_scale for p in groups[0]["params"])
+
+
+def test_the_flag_must_match_how_the_model_was_built(rated, tiny_encoder_dir):
+    from xmeta.errors import ArgumentError
+    from xmeta.meta.trainer import MetaTrainer, MetaTrainingArguments
+
+    with pytest.raises(ArgumentError, match="--learn_inner_lr is False but the model was built with inner_lr_learned=True"):
+        MetaTrainer(rated, None, MetaTrainingArguments(steps=1))
+    with pytest.raises(ArgumentError, match="--learn_inner_lr is True but the model was built with inner_lr_learned=False"):
+        MetaTrainer(_model(tiny_encoder_dir), None, MetaTrainingArguments(steps=1, learn_inner_lr=True))
