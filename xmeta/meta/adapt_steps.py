@@ -44,8 +44,7 @@ def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, 
     mix = model.prototype_mix
     candidates = [s for s in candidates if s > 0 or mix is not None]
     prior = mix.source_means.clone() if mix is not None else None
-    inner = {s: InnerLoop(lr=model.config.inner_lr, steps=s, rates=model.inner_rates,
-                          head_lr_scale=model.config.head_lr_scale) for s in candidates}
+    inner = {s: InnerLoop.meta_learned(model, model.config.inner_lr, s, model.config.head_lr_scale) for s in candidates}
     scores: dict[int, list[float]] = {s: [] for s in candidates}
     try:
         with model.evaluating(None):
