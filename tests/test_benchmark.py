@@ -370,3 +370,17 @@ def test_budgets_train_every_row_at_every_multiple(tmp_path, tiny_encoder_dir):
     served = cache_files(out)  # a rerun serves every budget's cells
     quick(out, card, tiny_encoder_dir, *methods)
     assert cache_files(out) == served
+
+
+def test_update_readme_rewrites_the_tasks_own_section(tmp_path):
+    from xmeta.errors import ArgumentError
+    from xmeta.evaluation.benchmark_report import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- benchmark:cldr-emoji:start -->\nold cldr\n<!-- benchmark:cldr-emoji:end -->\n"
+                      "b\n<!-- benchmark:gnome-help:start -->\nold gnome\n<!-- benchmark:gnome-help:end -->\nc\n")
+    update_readme(readme, "new gnome\n", "gnome-help")
+    text = readme.read_text()
+    assert "old cldr" in text and "old gnome" not in text and "new gnome\n<!-- benchmark:gnome-help:end -->" in text
+    with pytest.raises(ArgumentError, match="benchmark:other:start"):
+        update_readme(readme, "x\n", "other")

@@ -97,6 +97,6 @@ def benchmark(cmd: BenchmarkCommand) -> int:
     print(f"{out}: {len(report.runs)} cells match the current settings; {report.stale} cached under other "
           "settings (stale) are not reported", file=sys.stderr)
     if cmd.update_readme:
-        update_readme(Path(cmd.update_readme), report.markdown())
+        update_readme(Path(cmd.update_readme), report.markdown(), report.bench.card.name)
     print((out / "results.md").read_text(encoding="utf-8"), end="")
     return 0

@@ -256,12 +256,21 @@ class BenchmarkReport:
             self.plot_budget(self.bench.out / "budget.png")
 
 
-def update_readme(readme: Path, results_md: str) -> None:
-    """Replace the README's generated results section (between the benchmark markers)."""
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        from ..errors import ArgumentError
+def readme_markers(task: str) -> tuple[str, str]:
+    """The markers of a task's generated section: ``<!-- benchmark:<task>:start -->`` ... ``:end -->``."""
+    return f"<!-- benchmark:{task}:start -->", f"<!-- benchmark:{task}:end -->"
 
-        raise ArgumentError(f"{readme}: no '{README_START}' ... '{README_END}' section to update")
-    readme.write_text(pattern.sub(lambda _: f"{README_START}\n{results_md}{README_END}", text), encoding="utf-8")
+
+def update_readme(readme: Path, results_md: str, task: str = "") -> None:
+    """Replace the README's generated results section of ``task`` (between its own markers, else the
+    plain benchmark markers)."""
+    text = readme.read_text(encoding="utf-8")
+    for start, end in (readme_markers(task), (README_START, README_END)):
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if pattern.search(text):
+            readme.write_text(pattern.sub(lambda _: f"{start}\n{results_md}{end}", text), encoding="utf-8")
+            return
+    from ..errors import ArgumentError
+
+    start, end = readme_markers(task)
+    raise ArgumentError(f"{readme}: no '{start}' ... '{end}' (or '{README_START}' ... '{README_END}') section to update")
