@@ -49,6 +49,7 @@ class TaskCard:
     sources: tuple[str, ...]
     targets: tuple[str, ...]
     excluded: dict[str, str] = field(default_factory=dict)
+    report_separately: tuple[str, ...] = ()  # targets the benchmark reports outside the target mean
     description: str = ""
     path: Path | None = None
 
@@ -111,7 +112,7 @@ def parse_task_card(text: str, path: Path) -> TaskCard:
     split = reader.section("split")
     split.reject_unknown(tuple(f.name for f in dataclasses.fields(SplitSpec)))
     languages = reader.section("languages")
-    languages.reject_unknown(("sources", "targets", "excluded"))
+    languages.reject_unknown(("sources", "targets", "excluded", "report_separately"))
     text_spec.reject_unknown(("fields", "separator"))
     defaults = SplitSpec()
     card = TaskCard(
@@ -132,6 +133,7 @@ def parse_task_card(text: str, path: Path) -> TaskCard:
         sources=languages.strings("sources"),
         targets=languages.strings("targets", ()),
         excluded={str(k): str(v) for k, v in languages.get("excluded", dict, {}).items()},
+        report_separately=languages.strings("report_separately", ()),
         description=reader.get("description", str, ""),
         path=path,
     )
@@ -145,6 +147,9 @@ def _check_languages(card: TaskCard) -> None:
         both = sorted(set(getattr(card, a)) & set(getattr(card, b)))
         if both:
             raise TaskCardError(f"{card.path}: language '{both[0]}' is in both languages.{a} and languages.{b}")
+    stray = sorted(set(card.report_separately) - set(card.targets))
+    if stray:
+        raise TaskCardError(f"{card.path}: language '{stray[0]}' in languages.report_separately is not a target")
     if not card.labels or len(set(card.labels)) != len(card.labels):
         raise TaskCardError(f"{card.path}: key 'labels' must list distinct label names")
 

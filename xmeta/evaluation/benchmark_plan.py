@@ -171,8 +171,8 @@ def check_budgets(plan: Plan, n_way: int) -> None:
             plan.warm_split(n_way, m.multiple)
 
 
-def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...]) -> Plan:
-    extra = split_list(cmd.extra_targets, "--extra_targets")
+def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...], card_separate: tuple[str, ...] = ()) -> Plan:
+    extra = list(card_separate) if cmd.extra_targets == "card" else split_list(cmd.extra_targets, "--extra_targets")
     targets = split_list(cmd.targets, "--targets") if cmd.targets else [t for t in card_targets if t not in extra]
     names = split_list(cmd.methods, "--methods") if cmd.methods else list(DEFAULT_METHOD_NAMES)
     unknown = [n for n in names if n not in METHOD_NAMES]

@@ -22,7 +22,7 @@ def run_benchmark(cmd: BenchmarkCommand, command: str) -> BenchmarkReport:
     """Run every cell not cached yet (none with ``cmd.report_only``; re-run to resume), then write results.json/.md/.png
     quoting ``command``."""
     card = load_task_card(cmd.task)
-    bench = Benchmark(plan_from(cmd, card.targets), benchmark_folder(cmd), cmd.task, cmd.encoder)
+    bench = Benchmark(plan_from(cmd, card.targets, card.report_separately), benchmark_folder(cmd), cmd.task, cmd.encoder)
     if cmd.update_readme and not Path(cmd.update_readme).is_file():
         raise DataError(f"{cmd.update_readme}: file not found (--update_readme)")
     if not cmd.report_only:
