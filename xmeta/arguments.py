@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,6 +56,12 @@ class EncoderArguments:
     source_attention: Literal["on", "off"] = field(
         default="off", metadata={"help": "attention over a bank of source-language adapters"})
     attention_top_k: int = field(default=0, metadata={"help": "source attention keeps the k best sources per token (0: all)"})
+    bank_centering: Literal["on", "off"] = field(default="off", metadata={
+        "help": "source attention mixes each bank adapter minus the bank's mean adapter (what the sources share)"})
+    routing_weight: float = field(default=0.0, metadata={
+        "help": "meta-training adds this times KL(URIEL routing prior || source attention) for each source episode, "
+                "annealed linearly to 0 (0: off)"})
+    routing_temperature: float = field(default=0.1, metadata={"help": "temperature of that URIEL routing prior"})
     meta_embedding: Literal["on", "off"] = field(
         default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
     romanize: Literal["auto", "on", "off"] = field(
@@ -69,6 +76,13 @@ class EncoderArguments:
             raise ArgumentError(f"--lora_layers must not be negative (got {self.lora_layers})")
         if self.attention_top_k < 0:
             raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
+        if not (self.routing_weight >= 0 and math.isfinite(self.routing_weight)):
+            raise ArgumentError(f"--routing_weight must be a non-negative number (got {self.routing_weight})")
+        if not (self.routing_temperature > 0 and math.isfinite(self.routing_temperature)):
+            raise ArgumentError(f"--routing_temperature must be a positive number (got {self.routing_temperature})")
+        if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
+            flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
+            raise ArgumentError(f"{flag} needs --source_attention on")
         if self.lora_r < 1:
             raise ArgumentError(f"--lora_r must be at least 1 (got {self.lora_r})")
         if self.lora_alpha < 1:

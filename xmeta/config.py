@@ -31,6 +31,9 @@ class XMetaConfig(PretrainedConfig):
     source_attention: bool = False  # attention over a bank of source-language adapters
     attention_dim: int = 64
     attention_top_k: int = 0  # keep only the k best sources per token (0: all)
+    bank_centering: bool = False  # mix each bank delta minus the bank's mean delta (see modeling.source_attention)
+    routing_weight: float = 0.0  # weight of the attention's KL loss toward the URIEL routing prior (0: off)
+    routing_temperature: float = 0.1  # temperature of that prior (data.typology.routing_prior)
     bank_momentum: float = 0.3  # how much each new inner-loop result moves a bank slot
     meta_embedding: bool = False  # gated char n-gram view next to the subword embedding (see modeling.meta_embedding)
     meta_embedding_buckets: int = 32768  # hashed character n-gram buckets

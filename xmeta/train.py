@@ -86,6 +86,8 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
         max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=DEFAULT_ADAPT_STEPS if adapt_steps is None else adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
+        bank_centering=enc.bank_centering == "on", routing_weight=enc.routing_weight,
+        routing_temperature=enc.routing_temperature,
         meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
         prototype_head=enc.prototype_head == "on",
     )

@@ -21,6 +21,7 @@ start recorded (`Component.start_gradients`). The head steps at ``head_lr_scale`
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -137,7 +138,9 @@ class FirstOrderMAML:
             with self.model.transferring_into(lang):  # leave-one-language-out for source attention
                 fast, support_grads, starts = self.inner.trace(self.model, support)
                 fast = {n: w.requires_grad_(True) for n, w in fast.items()}
-                loss, logits = batch_loss(self.model, fast, query)
+                with ExitStack() as stack:  # a component's auxiliary loss on the query pass (e.g. routing)
+                    auxiliary = [stack.enter_context(c.query_pass(self.model)) for c in self.model.components.values()]
+                    loss, logits = batch_loss(self.model, fast, query)
                 grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
             self.model.remember_source(lang, fast)
             for param, grad in zip(list(theta.values()) + list(slow.values()), grads):
@@ -146,6 +149,8 @@ class FirstOrderMAML:
             query_grads = dict(zip(fast, grads[: len(fast)]))
             if rates is not None:
                 _accumulate(rates.log_scale, self.inner.rate_gradient(query_grads, support_grads) / scale)
+            for param, grad in (pair for pairs in auxiliary for pair in pairs):
+                _accumulate(param, grad / scale)
             for name, record in starts.items():
                 for param, grad in self.model.components[name].start_gradients(query_grads, record):
                     _accumulate(param, grad / scale)

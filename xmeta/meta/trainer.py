@@ -204,6 +204,8 @@ class MetaTrainer:
         episodes = self.train_sampler.sample_meta_batch(self.args.meta_batch)
         step = self.completed + 1
         self.optimizer.zero_grad(set_to_none=True)
+        for component in self.model.components.values():
+            component.outer_step(step, self.args.steps)
         results = []
         with self.meta_step(), self.autocast():
             for index, episode in self.processes.share(list(enumerate(episodes))):

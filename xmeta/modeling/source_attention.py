@@ -9,6 +9,12 @@ linear layer the output gains an attention-weighted mix of the bank's deltas::
 (slow weights of the outer loop); the bank is frozen inside an episode. In an episode of language
 ``l`` that language's own bank slot is masked out (leave-one-language-out), so the attention
 learns to borrow for a language it has not seen — which is what a new target language is.
+
+Routing (issue #14, both off by default): with *bank centring* the mix uses each slot's delta minus
+the bank's mean delta, Σ_l a_l (Δ_l − Δ̄), so the attention chooses among what sets the sources apart
+rather than the part they all share (as in GenKnowSub). With a *routing prior* (``routing_prior``
+[S, S], row l = the URIEL routing prior of source l over the others) an auxiliary KL loss ties the
+attention of an episode of l to which sources typology says are close (`routing_loss`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from ..data.typology import routing_prior
 
 PEFT_PREFIX = "peft."
 
@@ -147,7 +154,10 @@ class SourceLanguageAttention(nn.Module):
             nn.init.normal_(proj.weight, std=1.0 / math.sqrt(hidden))
         self.excluded: set[int] = set()
         self.register_buffer("task_embeddings", torch.zeros(len(languages), hidden))
+        # row l: how much an episode of source l should draw on each other source (zeros: no prior, no loss)
+        self.register_buffer("routing_prior", torch.zeros(len(languages), len(languages)))
         self.recorded: list[tuple[int, torch.Tensor]] | None = None
+        self._detach_recorded = True
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
@@ -194,7 +204,7 @@ class SourceLanguageAttention(nn.Module):
             weights = logits.softmax(-1)
         self._last = (layer, x, weights)
         if self.recorded is not None:
-            self.recorded.append((layer, weights.detach()))
+            self.recorded.append((layer, weights.detach() if self._detach_recorded else weights))
         return weights
 
     @contextlib.contextmanager
@@ -208,22 +218,41 @@ class SourceLanguageAttention(nn.Module):
             self.excluded = previous
 
     @contextlib.contextmanager
-    def recording(self) -> Iterator[list[tuple[int, torch.Tensor]]]:
-        """Collect (layer, weights) of every forward pass, for `xmeta explain`."""
-        self.recorded = []
+    def recording(self, detach: bool = True) -> Iterator[list[tuple[int, torch.Tensor]]]:
+        """Collect (layer, weights) of every forward pass, for `xmeta explain` (``detach=False``: with
+        their graph, for the routing loss)."""
+        self.recorded, self._detach_recorded = [], detach
         try:
             yield self.recorded
         finally:
-            self.recorded = None
+            self.recorded, self._detach_recorded = None, True
+
+    def routing_loss(self, lang: str, weights: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """KL(p_lang ‖ ā): ā = the attention ``weights`` [B, T, S] averaged over the real tokens (``masks``
+        [B, T], None: every token) of every pass; None where ``lang`` has no prior."""
+        if lang not in self.languages:
+            return None
+        prior = self.routing_prior[self.languages.index(lang)]
+        if not bool(prior.sum() > 0):
+            return None
+        total, tokens = 0.0, 0.0
+        for w, mask in zip(weights, masks):
+            real = torch.ones(w.shape[:-1], device=w.device) if mask is None else mask.to(w.device).float()
+            total = total + (w.float() * real.unsqueeze(-1)).sum((0, 1))
+            tokens = tokens + real.sum()
+        mean = total / tokens
+        used = prior > 0
+        return (prior[used] * (prior[used].log() - mean[used].clamp_min(1e-12).log())).sum()
 
 
 class SourceTransfer(nn.Module):
     """Bank + attention, attached to the peft LoRA linears by forward hooks."""
 
-    def __init__(self, bank: SourceLanguageBank, attention: SourceLanguageAttention) -> None:
+    def __init__(self, bank: SourceLanguageBank, attention: SourceLanguageAttention, centering: bool = False) -> None:
         super().__init__()
         self.bank = bank
         self.attention = attention
+        self.centering = centering  # mix Δ_l − Δ̄ (the bank's mean delta) instead of Δ_l
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.enabled = True
 
@@ -248,6 +277,8 @@ class SourceTransfer(nn.Module):
             x = args[0]
             self.bank.ensure_loaded()
             a = self.attention.weights(layer, x)  # [B, T, S]
+            if self.centering:  # Σ_l a_l (Δ_l − Δ̄) = Σ_l (a_l − Σa / S) Δ_l: exact, without forming Δ̄
+                a = a - a.sum(-1, keepdim=True) / a.shape[-1]
             bank_a, bank_b = self.bank.tensors(target)
             u = torch.einsum("bti,sri->btsr", x, bank_a) * a.unsqueeze(-1)
             return output + torch.einsum("btsr,sor->bto", u, bank_b) * self.bank.scaling
@@ -271,13 +302,26 @@ def lora_linears(peft_model: nn.Module, prefix: str = "") -> dict[str, tuple[int
 
 
 def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: int, rank: int, scaling: float,
-                          dim: int, top_k: int, prefix: str = "") -> tuple[SourceTransfer, dict[str, tuple[int, nn.Module]]]:
+                          dim: int, top_k: int, prefix: str = "",
+                          centering: bool = False) -> tuple[SourceTransfer, dict[str, tuple[int, nn.Module]]]:
     """Bank and attention sized for ``peft_model``'s LoRA linears (not yet attached)."""
     linears = lora_linears(peft_model, prefix)
     shapes = {name: (m.in_features, m.out_features) for name, (_, m) in linears.items()}
     layers = sorted({index for index, _ in linears.values()})
     bank = SourceLanguageBank(languages, shapes, rank, scaling)
-    return SourceTransfer(bank, SourceLanguageAttention(languages, layers, hidden, dim, top_k)), linears
+    return SourceTransfer(bank, SourceLanguageAttention(languages, layers, hidden, dim, top_k), centering), linears
+
+
+def routing_prior_matrix(languages: list[str], temperature: float) -> torch.Tensor:
+    """[S, S]: row l = the URIEL routing prior of source l over the other sources (0 on the diagonal);
+    a row of zeros where URIEL lacks l (no prior for it)."""
+    matrix = torch.zeros(len(languages), len(languages))
+    for i, lang in enumerate(languages):
+        others = [j for j in range(len(languages)) if j != i]
+        prior = routing_prior(lang, [languages[j] for j in others], temperature) if others else None
+        if prior is not None:
+            matrix[i, others] = torch.as_tensor(prior, dtype=torch.float32)
+    return matrix
 
 
 def peft_key(target: str) -> str:

@@ -83,6 +83,15 @@ class Component:
         """Around an inner loop and query pass on ``lang``."""
         yield
 
+    def outer_step(self, step: int, steps: int) -> None:
+        """Outer step ``step`` (from 1) of ``steps`` begins (e.g. to anneal an auxiliary loss)."""
+
+    @contextlib.contextmanager
+    def query_pass(self, model: XMetaModelBase) -> Iterator[list[tuple[torch.nn.Parameter, torch.Tensor]]]:
+        """Around an episode's query forward (inside `episode`): yields a list the part fills, when the pass
+        ends, with the gradients of its own auxiliary loss on that pass (before the query loss's backward)."""
+        yield []
+
     def remember(self, model: XMetaModelBase, lang: str, weights: dict[str, torch.Tensor],
                  momentum: float | None) -> None:
         """See an inner-loop result (fast weights) of source language ``lang``."""

@@ -1,6 +1,11 @@
 """Source attention as a component: bank and attention at ``model.source_transfer``, hooked into the
 LoRA linears; the bank's slots go to ``bank/<lang>/`` peft adapter folders and to checkpoints
-(`xmeta.modeling.source_attention`)."""
+(`xmeta.modeling.source_attention`).
+
+Routing (``config.routing_weight`` > 0): the query pass of an episode of source l adds
+λ_t · KL(p_l ‖ ā), ā the attention averaged over real tokens and layers, p_l the URIEL routing prior
+of l over the other sources; its gradient goes to the attention's parameters only. λ_t anneals
+linearly from ``routing_weight`` at the first outer step to ``routing_weight / steps`` at the last."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from safetensors.torch import save_file
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
 from ..pooling import mean_pool
-from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer
+from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer, routing_prior_matrix
 from .base import Component
 
 BANK_DIR = "bank"
@@ -27,6 +32,13 @@ class SourceAttention(Component):
     flag = "source_attention"
     attribute = "source_transfer"
     checkpoint_prefix = "bank."  # the bank's slots: refreshed state, though not parameters
+    optional_state_keys = ("source_transfer.attention.routing_prior",)  # folders from before routing
+
+    def __init__(self, module, routing_weight: float = 0.0) -> None:
+        super().__init__(module)
+        self.routing_weight = routing_weight  # λ_t of the current outer step (see `outer_step`)
+        self._initial_routing_weight = routing_weight
+        self._lang: str | None = None  # the episode's language
 
     @classmethod
     def build(cls, model, network) -> SourceAttention:
@@ -35,10 +47,10 @@ class SourceAttention(Component):
             raise ArgumentError("source attention needs source languages (config.source_languages)")
         transfer, linears = build_source_transfer(
             model.peft, c.source_languages, network.encoder.config.hidden_size, c.lora_r,
-            c.lora_alpha / c.lora_r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX)
+            c.lora_alpha / c.lora_r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX, centering=c.bank_centering)
         transfer.attach({name: linears[name] for name in transfer.bank.targets})
         model.source_transfer = transfer
-        return cls(transfer)
+        return cls(transfer, c.routing_weight)
 
     @torch.no_grad()
     def init_keys(self, model, texts: dict[str, Sequence]) -> None:
@@ -55,6 +67,9 @@ class SourceAttention(Component):
                 layer_means[i].append(mean_pool(out.hidden_states[i], inputs["attention_mask"]).mean(0))
             finals.append(mean_pool(out.last_hidden_state, inputs["attention_mask"]).mean(0))
         transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
+        if model.config.routing_weight > 0:  # a buffer saved with θ: loading never needs URIEL
+            transfer.attention.routing_prior.copy_(
+                routing_prior_matrix(transfer.bank.languages, model.config.routing_temperature))
 
     def meta_step(self) -> contextlib.AbstractContextManager:
         return self.module.bank.deferred()
@@ -65,8 +80,42 @@ class SourceAttention(Component):
     @contextlib.contextmanager
     def episode(self, lang: str) -> Iterator[None]:
         """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
-        with self.module.attention.excluding([lang]):
-            yield
+        previous, self._lang = self._lang, lang
+        try:
+            with self.module.attention.excluding([lang]):
+                yield
+        finally:
+            self._lang = previous
+
+    def outer_step(self, step: int, steps: int) -> None:
+        """λ_t = routing_weight · (1 − (t − 1) / steps): linear annealing over meta-training."""
+        self.routing_weight = self._initial_routing_weight * (1 - (step - 1) / steps)
+
+    @contextlib.contextmanager
+    def query_pass(self, model) -> Iterator[list[tuple[torch.nn.Parameter, torch.Tensor]]]:
+        """With routing on: the gradient of λ_t · KL(p_lang ‖ ā) w.r.t. the attention's parameters."""
+        gradients: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+        if self.routing_weight <= 0 or self._lang is None:
+            yield gradients
+            return
+        attention = self.module.attention
+        masks: list[tuple[int, torch.Tensor | None]] = []  # (index of the pass's first weights, its attention mask)
+        with attention.recording(detach=False) as recorded:
+            handle = model.peft.register_forward_pre_hook(
+                lambda _module, _args, kwargs: masks.append((len(recorded), kwargs.get("attention_mask"))),
+                with_kwargs=True)
+            try:
+                yield gradients
+            finally:
+                handle.remove()
+            weights = [w for _, w in recorded]
+        per_pass = [mask for k, (start, mask) in enumerate(masks)
+                    for _ in range(start, masks[k + 1][0] if k + 1 < len(masks) else len(weights))]
+        loss = attention.routing_loss(self._lang, weights, per_pass) if weights else None
+        if loss is not None:
+            params = [p for p in attention.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(self.routing_weight * loss, params, retain_graph=True, allow_unused=True)
+            gradients += [(p, g) for p, g in zip(params, grads) if g is not None]
 
     def remember(self, model, lang: str, weights: dict[str, torch.Tensor], momentum: float | None) -> None:
         """Blend the inner-loop result of a source language into its bank slot."""
