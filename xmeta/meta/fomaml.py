@@ -16,6 +16,8 @@ The model's components may move the start of the inner loop (`Component.start_in
 prototype head (`xmeta.modeling.prototype_head`) the head starts from the support's class prototypes
 (added to θ's head); a component's first-order gradient for its own slow weights comes from what its
 start recorded (`Component.start_gradients`). The head steps at ``head_lr_scale`` times the rate.
+A component may also add the gradient of its own auxiliary loss on the query pass
+(`Component.query_pass`, e.g. source attention's routing loss).
 """
 
 from __future__ import annotations

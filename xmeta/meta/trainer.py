@@ -51,6 +51,9 @@ class MetaTrainingArguments:
     inner_rate_lr: float = field(default=1e-2, metadata={
         "help": "AdamW learning rate of the learned inner rates' log-scales (with --learn_inner_lr; at the θ rate "
                 "1e-3 they moved 4%% in 40 meta-steps) and of the prototype head's scale"})
+    attention_lr: float = field(default=0.0, metadata={
+        "help": "AdamW learning rate of source attention's query, keys and temperature (0: --outer_lr); with "
+                "--routing_weight, 4 meta-steps at 1e-3 barely move them (tests/test_routing.py)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
@@ -79,6 +82,8 @@ class MetaTrainingArguments:
                             "head_lr_scale": self.head_lr_scale}.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ArgumentError(f"--{name} must be a positive number (got {value})")
+        if not (self.attention_lr >= 0 and math.isfinite(self.attention_lr)):
+            raise ArgumentError(f"--attention_lr must be a non-negative number (got {self.attention_lr})")
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
                             "checkpoint_every": self.checkpoint_every, "weight_decay": self.weight_decay}.items():
             if value < 0:

@@ -12,7 +12,9 @@ learns to borrow for a language it has not seen — which is what a new target l
 
 Routing (issue #14, both off by default): with *bank centring* the mix uses each slot's delta minus
 the bank's mean delta, Σ_l a_l (Δ_l − Δ̄), so the attention chooses among what sets the sources apart
-rather than the part they all share (as in GenKnowSub). With a *routing prior* (``routing_prior``
+rather than the part they all share (as in GenKnowSub), and the queries read x minus the sources'
+mean hidden state, as the keys already do (uncentred, the shared direction of q(x) made one source
+win for every language). With a *routing prior* (``routing_prior``
 [S, S], row l = the URIEL routing prior of source l over the others) an auxiliary KL loss ties the
 attention of an episode of l to which sources typology says are close (`routing_loss`).
 """
@@ -156,6 +158,9 @@ class SourceLanguageAttention(nn.Module):
         self.register_buffer("task_embeddings", torch.zeros(len(languages), hidden))
         # row l: how much an episode of source l should draw on each other source (zeros: no prior, no loss)
         self.register_buffer("routing_prior", torch.zeros(len(languages), len(languages)))
+        # per layer: the sources' mean hidden state, which centred queries subtract (see `weights`)
+        self.register_buffer("query_centres", torch.zeros(len(layers), hidden))
+        self.centred_queries = False
         self.recorded: list[tuple[int, torch.Tensor]] | None = None
         self._detach_recorded = True
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
@@ -177,6 +182,7 @@ class SourceLanguageAttention(nn.Module):
             # Unit-direction keys scaled by √d make the logits <q(x), k_l>/√d = |q(x)| cos(q(x), k_l):
             # a few units apart, so the initial attention already prefers the closest sources.
             keys = self.query[str(i)](means - means.mean(0, keepdim=True))
+            self.query_centres[self.layers.index(i)].copy_(means.mean(0))
             self.keys[str(i)].copy_(nn.functional.normalize(keys, dim=-1) * math.sqrt(self.dim))
         self.task_embeddings.copy_(task_embeddings)
 
@@ -190,7 +196,9 @@ class SourceLanguageAttention(nn.Module):
         if self._last is not None and self._last[0] == layer and self._last[1] is x:
             return self._last[2]  # q, k and v projections of one layer share their input
         tau = self.log_tau[self.layers.index(layer)].exp()
-        logits = self.query[str(layer)](x) @ self.keys[str(layer)].T / math.sqrt(self.dim) / tau
+        # centred queries, like the keys: what every language's hidden states share does not pick a source
+        h = x - self.query_centres[self.layers.index(layer)].to(x.dtype) if self.centred_queries else x
+        logits = self.query[str(layer)](h) @ self.keys[str(layer)].T / math.sqrt(self.dim) / tau
         mask = torch.zeros(len(self.languages), dtype=torch.bool, device=x.device)
         if self.excluded:
             mask[list(self.excluded)] = True
@@ -309,7 +317,9 @@ def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: i
     shapes = {name: (m.in_features, m.out_features) for name, (_, m) in linears.items()}
     layers = sorted({index for index, _ in linears.values()})
     bank = SourceLanguageBank(languages, shapes, rank, scaling)
-    return SourceTransfer(bank, SourceLanguageAttention(languages, layers, hidden, dim, top_k), centering), linears
+    attention = SourceLanguageAttention(languages, layers, hidden, dim, top_k)
+    attention.centred_queries = centering
+    return SourceTransfer(bank, attention, centering), linears
 
 
 def routing_prior_matrix(languages: list[str], temperature: float) -> torch.Tensor:

@@ -32,7 +32,8 @@ class SourceAttention(Component):
     flag = "source_attention"
     attribute = "source_transfer"
     checkpoint_prefix = "bank."  # the bank's slots: refreshed state, though not parameters
-    optional_state_keys = ("source_transfer.attention.routing_prior",)  # folders from before routing
+    optional_state_keys = ("source_transfer.attention.routing_prior",  # folders from before routing
+                           "source_transfer.attention.query_centres")
 
     def __init__(self, module, routing_weight: float = 0.0) -> None:
         super().__init__(module)
@@ -51,6 +52,12 @@ class SourceAttention(Component):
         transfer.attach({name: linears[name] for name in transfer.bank.targets})
         model.source_transfer = transfer
         return cls(transfer, c.routing_weight)
+
+    def param_groups(self, args) -> list[dict]:
+        """The attention's query, keys and temperature at ``--attention_lr`` (0: with θ at the outer rate)."""
+        if not args.attention_lr:
+            return []
+        return [{"params": list(self.module.attention.parameters()), "lr": args.attention_lr}]
 
     @torch.no_grad()
     def init_keys(self, model, texts: dict[str, Sequence]) -> None:
