@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data, encoders", ["xmeta.data", "xmeta.encoders"]),
     ("model components", ["xmeta.modeling.pooling", "xmeta.modeling.classifier", "xmeta.modeling.inner_rates",
                           "xmeta.modeling.prototype_head", "xmeta.modeling.meta_embedding",
-                          "xmeta.modeling.target_view", "xmeta.modeling.source_attention",
+                          "xmeta.modeling.target_view", "xmeta.modeling.source_attention", "xmeta.modeling.routing",
                           "xmeta.modeling.model_card", "xmeta.modeling.language_codes",
                           "xmeta.modeling.components"]),
     ("inner loop", ["xmeta.meta.batch", "xmeta.meta.fomaml"]),

@@ -13,7 +13,7 @@ from xmeta.arguments import EncoderArguments
 from xmeta.errors import ArgumentError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.modeling.components.source_attention import SourceAttention
-from xmeta.modeling.source_attention import routing_prior_matrix
+from xmeta.modeling.routing import recording_with_masks, routing_loss, routing_prior_matrix
 
 SOURCES = ["pt", "ru", "qq"]  # qq: no URIEL entry
 
@@ -55,6 +55,22 @@ def test_a_source_uriel_lacks_gets_no_prior_and_no_loss(tiny_encoder_dir):
     assert _attention_grads(model, episodes).keys() == with_routing.keys()
     for name, grad in _attention_grads(model, episodes).items():
         assert torch.equal(grad, with_routing[name]), name
+
+
+def test_the_loss_averages_over_real_tokens_of_every_pass(tiny_encoder_dir):
+    model = _model(tiny_encoder_dir)
+    texts = ["cat", "rice soup train road map", "dog map", "soup"]
+    batch = LabelledBatch.build(model, texts, [0, 1, 0, 1], chunk_size=2)  # two passes of their own padding
+    with model.transferring_into("pt"), recording_with_masks(model.source_transfer.attention, model.peft) as (weights, masks):
+        for inputs, _ in batch.chunks:
+            model(**inputs)
+    assert len(batch.chunks) == 2 and len(weights) == len(masks) == 2 * len(model.source_transfer.attention.layers)
+    assert all(w.shape[:2] == m.shape for w, m in zip(weights, masks)) and any(bool((m == 0).any()) for m in masks)
+    prior = torch.tensor([0.0, 0.5, 0.5])
+    real = torch.cat([w.detach()[m.bool()] for w, m in zip(weights, masks)]).mean(0)  # padding left out
+    expected = (prior[1:] * (prior[1:] / real[1:]).log()).sum()
+    assert torch.allclose(routing_loss(prior, weights, masks).detach(), expected, rtol=1e-5)
+    assert weights[0].requires_grad  # with their graph, for the gradient
 
 
 def _attention_grads(model, episodes) -> dict[str, torch.Tensor]:

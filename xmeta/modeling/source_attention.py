@@ -14,9 +14,8 @@ Routing (issue #14, both off by default): with *bank centring* the mix uses each
 the bank's mean delta, Σ_l a_l (Δ_l − Δ̄), so the attention chooses among what sets the sources apart
 rather than the part they all share (as in GenKnowSub), and the queries read x minus the sources'
 mean hidden state, as the keys already do (uncentred, the shared direction of q(x) made one source
-win for every language). With a *routing prior* (``routing_prior``
-[S, S], row l = the URIEL routing prior of source l over the others) an auxiliary KL loss ties the
-attention of an episode of l to which sources typology says are close (`routing_loss`).
+win for every language). With a *routing prior* (``routing_prior`` [S, S]) an auxiliary KL loss
+ties the attention of an episode of l to which sources typology says are close (`xmeta.modeling.routing`).
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from ..data.typology import routing_prior
 
 PEFT_PREFIX = "peft."
 
@@ -143,7 +141,8 @@ class SourceLanguageBank(nn.Module):
 class SourceLanguageAttention(nn.Module):
     """Per adapted layer: a query projection, one key per source language and a temperature."""
 
-    def __init__(self, languages: list[str], layers: list[int], hidden: int, dim: int, top_k: int = 0) -> None:
+    def __init__(self, languages: list[str], layers: list[int], hidden: int, dim: int, top_k: int = 0,
+                 centred_queries: bool = False) -> None:
         super().__init__()
         self.languages = list(languages)
         self.layers = list(layers)
@@ -160,7 +159,7 @@ class SourceLanguageAttention(nn.Module):
         self.register_buffer("routing_prior", torch.zeros(len(languages), len(languages)))
         # per layer: the sources' mean hidden state, which centred queries subtract (see `weights`)
         self.register_buffer("query_centres", torch.zeros(len(layers), hidden))
-        self.centred_queries = False
+        self.centred_queries = centred_queries
         self.recorded: list[tuple[int, torch.Tensor]] | None = None
         self._detach_recorded = True
         self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
@@ -235,23 +234,6 @@ class SourceLanguageAttention(nn.Module):
         finally:
             self.recorded, self._detach_recorded = None, True
 
-    def routing_loss(self, lang: str, weights: list[torch.Tensor], masks: list[torch.Tensor | None]) -> torch.Tensor | None:
-        """KL(p_lang ‖ ā): ā = the attention ``weights`` [B, T, S] averaged over the real tokens (``masks``
-        [B, T], None: every token) of every pass; None where ``lang`` has no prior."""
-        if lang not in self.languages:
-            return None
-        prior = self.routing_prior[self.languages.index(lang)]
-        if not bool(prior.sum() > 0):
-            return None
-        total, tokens = 0.0, 0.0
-        for w, mask in zip(weights, masks):
-            real = torch.ones(w.shape[:-1], device=w.device) if mask is None else mask.to(w.device).float()
-            total = total + (w.float() * real.unsqueeze(-1)).sum((0, 1))
-            tokens = tokens + real.sum()
-        mean = total / tokens
-        used = prior > 0
-        return (prior[used] * (prior[used].log() - mean[used].clamp_min(1e-12).log())).sum()
-
 
 class SourceTransfer(nn.Module):
     """Bank + attention, attached to the peft LoRA linears by forward hooks."""
@@ -317,21 +299,8 @@ def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: i
     shapes = {name: (m.in_features, m.out_features) for name, (_, m) in linears.items()}
     layers = sorted({index for index, _ in linears.values()})
     bank = SourceLanguageBank(languages, shapes, rank, scaling)
-    attention = SourceLanguageAttention(languages, layers, hidden, dim, top_k)
-    attention.centred_queries = centering
+    attention = SourceLanguageAttention(languages, layers, hidden, dim, top_k, centred_queries=centering)
     return SourceTransfer(bank, attention, centering), linears
-
-
-def routing_prior_matrix(languages: list[str], temperature: float) -> torch.Tensor:
-    """[S, S]: row l = the URIEL routing prior of source l over the other sources (0 on the diagonal);
-    a row of zeros where URIEL lacks l (no prior for it)."""
-    matrix = torch.zeros(len(languages), len(languages))
-    for i, lang in enumerate(languages):
-        others = [j for j in range(len(languages)) if j != i]
-        prior = routing_prior(lang, [languages[j] for j in others], temperature) if others else None
-        if prior is not None:
-            matrix[i, others] = torch.as_tensor(prior, dtype=torch.float32)
-    return matrix
 
 
 def peft_key(target: str) -> str:

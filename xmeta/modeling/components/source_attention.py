@@ -2,9 +2,8 @@
 LoRA linears; the bank's slots go to ``bank/<lang>/`` peft adapter folders and to checkpoints
 (`xmeta.modeling.source_attention`).
 
-Routing (``config.routing_weight`` > 0): the query pass of an episode of source l adds
-λ_t · KL(p_l ‖ ā), ā the attention averaged over real tokens and layers, p_l the URIEL routing prior
-of l over the other sources; its gradient goes to the attention's parameters only. λ_t anneals
+Routing (``config.routing_weight`` > 0, `xmeta.modeling.routing`): the query pass of an episode of
+source l adds λ_t · KL(p_l ‖ ā); its gradient goes to the attention's parameters only. λ_t anneals
 linearly from ``routing_weight`` at the first outer step to ``routing_weight / steps`` at the last."""
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from safetensors.torch import save_file
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
 from ..pooling import mean_pool
-from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer, routing_prior_matrix
+from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
+from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer
 from .base import Component
 
 BANK_DIR = "bank"
@@ -102,27 +102,18 @@ class SourceAttention(Component):
     def query_pass(self, model) -> Iterator[list[tuple[torch.nn.Parameter, torch.Tensor]]]:
         """With routing on: the gradient of λ_t · KL(p_lang ‖ ā) w.r.t. the attention's parameters."""
         gradients: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-        if self.routing_weight <= 0 or self._lang is None:
+        attention = self.module.attention
+        row = attention.languages.index(self._lang) if self._lang in attention.languages else None
+        prior = attention.routing_prior[row] if row is not None and self.routing_weight > 0 else None
+        if prior is None or not bool(prior.sum() > 0):  # routing off, not a source, or one URIEL lacks: no loss
             yield gradients
             return
-        attention = self.module.attention
-        masks: list[tuple[int, torch.Tensor | None]] = []  # (index of the pass's first weights, its attention mask)
-        with attention.recording(detach=False) as recorded:
-            handle = model.peft.register_forward_pre_hook(
-                lambda _module, _args, kwargs: masks.append((len(recorded), kwargs.get("attention_mask"))),
-                with_kwargs=True)
-            try:
-                yield gradients
-            finally:
-                handle.remove()
-            weights = [w for _, w in recorded]
-        per_pass = [mask for k, (start, mask) in enumerate(masks)
-                    for _ in range(start, masks[k + 1][0] if k + 1 < len(masks) else len(weights))]
-        loss = attention.routing_loss(self._lang, weights, per_pass) if weights else None
-        if loss is not None:
-            params = [p for p in attention.parameters() if p.requires_grad]
-            grads = torch.autograd.grad(self.routing_weight * loss, params, retain_graph=True, allow_unused=True)
-            gradients += [(p, g) for p, g in zip(params, grads) if g is not None]
+        with recording_with_masks(attention, model.peft) as (weights, masks):
+            yield gradients
+        params = [p for p in attention.parameters() if p.requires_grad]
+        loss = self.routing_weight * routing_loss(prior, weights, masks)
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        gradients += [(p, g) for p, g in zip(params, grads) if g is not None]
 
     def remember(self, model, lang: str, weights: dict[str, torch.Tensor], momentum: float | None) -> None:
         """Blend the inner-loop result of a source language into its bank slot."""
