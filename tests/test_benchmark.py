@@ -121,6 +121,8 @@ def small_card(tmp_path, name: str, sources: str, dev_fraction: float = 0.15):
             line = f"  sources: [{sources}]"
         elif line.startswith("  targets:"):
             line = "  targets: [yo]"
+        elif line.startswith("  report_separately:"):
+            continue
         elif line.startswith("  dev_fraction:"):
             line = f"  dev_fraction: {dev_fraction}"
         lines.append(line)
@@ -384,3 +386,21 @@ def test_update_readme_rewrites_the_tasks_own_section(tmp_path):
     assert "old cldr" in text and "old gnome" not in text and "new gnome\n<!-- benchmark:gnome-help:end -->" in text
     with pytest.raises(ArgumentError, match="benchmark:other:start"):
         update_readme(readme, "x\n", "other")
+
+
+def test_report_only_card_keys_leave_the_fingerprints_alone(tmp_path):
+    """`languages.report_separately` groups the report; every number stays cached when it changes."""
+    from xmeta.data import load_task_card
+    from xmeta.data.cards import _tasks_dir
+    from xmeta.errors import TaskCardError
+    from xmeta.evaluation.benchmark import card_identity
+
+    text = (_tasks_dir() / "cldr-emoji.yaml").read_text(encoding="utf-8")
+    assert load_task_card("cldr-emoji").report_separately == ("chr",)
+    without = tmp_path / "without.yaml"
+    without.write_text("".join(line for line in text.splitlines(keepends=True) if "report_separately" not in line))
+    assert card_identity(_tasks_dir() / "cldr-emoji.yaml") == card_identity(without) == without.read_text()
+    stray = tmp_path / "stray.yaml"
+    stray.write_text(text.replace("report_separately: [chr]", "report_separately: [de]"))
+    with pytest.raises(TaskCardError, match="'de' in languages.report_separately is not a target"):
+        load_task_card(str(stray))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -63,6 +64,14 @@ def write_record(path: Path, obj: dict) -> None:
     write_json(path, obj)
 
 
+REPORT_ONLY_CARD_KEYS = re.compile(r"^\s*report_separately:.*\n", re.M)  # decide how cells are grouped, not their numbers
+
+
+def card_identity(path: Path) -> str:
+    """The card's text as it determines the numbers: lines that only group the report are left out."""
+    return REPORT_ONLY_CARD_KEYS.sub("", path.read_text(encoding="utf-8"))
+
+
 class Benchmark:
     """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models), every
     file named by the fingerprint of its settings."""
@@ -80,7 +89,7 @@ class Benchmark:
         self.romanized = romanize_targets(self.train, self.test, plan.romanize, encoder)
         self.source_train = load_language_tasks(self.card, self.sources, "train")
         self.source_dev = load_language_tasks(self.card, self.sources, "dev")
-        self.identity = {"xmeta": __version__, "card": self.card.path.read_text(encoding="utf-8"), "encoder": encoder,
+        self.identity = {"xmeta": __version__, "card": card_identity(self.card.path), "encoder": encoder,
                          "weights": weights_digest(resolve_encoder(encoder).name_or_path),
                          "source_rows": rows_digest({**{f"train/{k}": v for k, v in self.source_train.items()},
                                                      **{f"dev/{k}": v for k, v in self.source_dev.items()}})}
