@@ -123,3 +123,13 @@ def test_task_embeddings_ignore_the_bank(tiny_encoder_dir):
     _fill_bank(model)
     model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
     assert torch.equal(model.source_transfer.attention.task_embeddings, before)
+
+
+def test_export_is_refused_with_one_line_and_writes_nothing(tiny_encoder_dir, tmp_path):
+    from xmeta.errors import ArgumentError
+
+    model = _model(tiny_encoder_dir)
+    _fill_bank(model)
+    with pytest.raises(ArgumentError, match="--source_attention off"):
+        model.export_merged(tmp_path / "plain")
+    assert not (tmp_path / "plain").exists()

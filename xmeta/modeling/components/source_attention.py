@@ -147,3 +147,9 @@ class SourceAttention(Component):
     def load(self, model, folder: Path) -> None:
         """The slots are read on first use, not at load."""
         self.module.bank.defer_loading(lambda lang: read_safetensors(folder / BANK_DIR / lang / "adapter_model.safetensors"))
+
+    def export(self, model, adapter: str, state: dict[str, torch.Tensor]) -> None:
+        """Refused: the bank mix is chosen per token by the attention, which no fixed weight matrix of
+        a plain model can hold (an export without it would predict differently, silently)."""
+        raise ArgumentError("export: source attention mixes the source-language bank per token, which a plain "
+                            "transformers model cannot hold; export a model meta-trained with --source_attention off")
