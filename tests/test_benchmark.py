@@ -53,7 +53,7 @@ def test_quick_benchmark_runs_every_kind_of_row_and_resumes(tmp_path, capsys):
     flags, each tested on the real encoder in its own file)."""
     out = tmp_path / "bench"
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- benchmark:start -->\nold\n<!-- benchmark:end -->\ntail\n", encoding="utf-8")
+    readme.write_text("# x\n<!-- benchmark:start -->\nOLD-RESULTS\n<!-- benchmark:end -->\ntail\n", encoding="utf-8")
     methods = ("--methods", REAL_QUICK_METHODS)
     assert main(["benchmark", "--quick", "--out", str(out), "--update_readme", str(readme), *methods]) == 0
     results = json.loads((out / "results.json").read_text())
@@ -69,7 +69,7 @@ def test_quick_benchmark_runs_every_kind_of_row_and_resumes(tmp_path, capsys):
     table = (out / "results.md").read_text()
     assert "| xmeta |" in table and "Reproduce:" in table
     text = readme.read_text()
-    assert "old" not in text and "| probe |" in text and text.endswith("tail\n")
+    assert "OLD-RESULTS" not in text and "| probe |" in text and text.endswith("tail\n")
 
     # a second run finds every number cached: nothing is trained or adapted again
     before = {p: p.stat().st_mtime for p in (out / "cache").rglob("*.json")}
