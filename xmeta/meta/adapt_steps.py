@@ -18,6 +18,7 @@ import torch
 
 from ..data.sampler import EpisodeSampler
 from .fomaml import InnerLoop, batch_loss
+from .source_prototypes import pool_language_means
 from .trainer import episode_batches
 
 ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)
@@ -31,9 +32,7 @@ def leave_one_out(language_means: Mapping[str, torch.Tensor], lang: str) -> torc
     if lang not in language_means or not others:
         return None
     stacked = torch.stack(others)
-    present = (stacked.abs().sum(-1) > 0).float().unsqueeze(-1)
-    pooled = (stacked * present).sum(0) / present.sum(0).clamp(min=1)
-    return pooled - pooled[present.sum(0).squeeze(-1) > 0].mean(0)
+    return pool_language_means(stacked, (stacked.abs().sum(-1) > 0).float())
 
 
 @torch.no_grad()

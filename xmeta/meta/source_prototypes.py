@@ -26,6 +26,13 @@ SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: senten
 MAX_PRIOR_ROWS = 1e4  # the sources agree (almost) exactly: the prior all but fixes the prototypes
 
 
+def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Languages' centred class means ``[L, C, d]`` (absent classes: zero rows; ``present`` ``[L, C]``)
+    pooled per class over the languages that have it, then centred over the classes any language has."""
+    pooled = (stacked * present.unsqueeze(-1)).sum(0) / present.sum(0).clamp(min=1).unsqueeze(1)
+    return pooled - pooled[present.sum(0) > 0].mean(0)
+
+
 def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> tuple[torch.Tensor, float]:
     """The pooled source class means (each language centred on its own mean) and the prior's weight τ.
 
@@ -41,8 +48,7 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
         return torch.zeros(num_labels, features[0].shape[-1]), 0.0
     present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
     stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
-    pooled = stacked.sum(0) / present.sum(0).clamp(min=1).unsqueeze(1)
-    pooled = pooled - pooled[present.sum(0) > 0].mean(0)
+    pooled = pool_language_means(stacked, present)
     within, dof = 0.0, 0
     for (centred, centre, counts), f, y in zip(per_language, features, labels):
         within += float(((f.float() - centre - centred[y]) ** 2).sum())
