@@ -17,7 +17,7 @@ from statistics import mean
 import torch
 
 from ..data.sampler import EpisodeSampler
-from .fomaml import InnerLoop, batch_loss
+from .fomaml import InnerLoop, query_accuracy
 from .source_prototypes import pool_language_means
 from .trainer import episode_batches
 
@@ -54,10 +54,7 @@ def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, 
                     mix.source_means.copy_(held_out)
                 with model.transferring_into(lang):
                     for steps, loop in inner.items():
-                        with torch.enable_grad():
-                            fast = loop.run(model, support)
-                        _, logits = batch_loss(model, fast, query)
-                        scores[steps].append((logits.argmax(-1) == query.labels).float().mean().item())
+                        scores[steps].append(query_accuracy(model, loop, support, query))
     finally:
         if prior is not None:
             mix.source_means.copy_(prior)

@@ -29,7 +29,7 @@ from ..errors import ArgumentError, TrainingInterrupted, XMetaError
 from ..modeling import components as registry
 from .batch import DEFAULT_CHUNK, LabelledBatch
 from .checkpoint import BestState, StepLog, load_checkpoint, save_checkpoint
-from .fomaml import FirstOrderMAML, InnerLoop, batch_loss
+from .fomaml import FirstOrderMAML, InnerLoop, query_accuracy
 
 
 @dataclass
@@ -173,10 +173,7 @@ class MetaTrainer:
             for episode in self.dev:
                 lang, support, query = episode_batches(self.model, episode, self.args.chunk_size)
                 with self.autocast(), self.model.transferring_into(lang):
-                    fast = self.inner.run(self.model, support)
-                    with torch.inference_mode():
-                        _, logits = batch_loss(self.model, fast, query)
-                scores.append((logits.argmax(-1) == query.labels).float().mean().item())
+                    scores.append(query_accuracy(self.model, self.inner, support, query))
         return mean(scores) if scores else float("nan")
 
     def select(self, step: int, score: float) -> None:
