@@ -14,8 +14,9 @@ from tests.test_prototype_head import _batch, _head, _model
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import LabelMap, LanguageTask
 from xmeta.errors import ArgumentError
-from xmeta.meta import LabelledBatch
+from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.meta.source_prototypes import fold_source_prototypes, prior_rows, stratified_rows
+from xmeta.modeling.prototype_head import MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor
 
 TEXTS = ["cat dog", "bus train", "bread soup"]
 
@@ -29,9 +30,9 @@ def _tasks(langs: tuple[str, ...] = ("aa", "bb"), per_class: int = 3) -> dict[st
     return out
 
 
-def _trained_like(tiny_encoder_dir) -> XMetaForSequenceClassification:
+def _trained_like(tiny_encoder_dir, **config: object) -> XMetaForSequenceClassification:
     """A prototype-head model whose θ (LoRA B, head) and scale are not at their initial values."""
-    model = _model(tiny_encoder_dir, prototype_head=True)
+    model = _model(tiny_encoder_dir, prototype_head=True, **config)
     with torch.no_grad():
         for name, p in model.fast_parameters().items():
             if "lora_B" in name or "classifier" in name:
@@ -110,7 +111,8 @@ def test_prior_weight_is_within_over_between_language_variance():
         y = torch.arange(classes).repeat(rows)
         features.append(means[y] + w ** 0.5 * torch.randn(len(y), dims, generator=gen))
         labels.append(y)
-    prior, tau = prior_rows(features, labels, classes)
+    estimate = prior_rows(features, labels, classes)
+    prior, tau = estimate.means, estimate.rows
     assert tau == pytest.approx(w / b, rel=0.15)
     assert torch.allclose(prior, pooled - pooled.mean(0), atol=0.15)  # each language's own offset is taken out
 
@@ -147,8 +149,8 @@ def test_folded_model_saves_loads_and_exports_its_zero_shot_head(tiny_encoder_di
     assert torch.allclose(got, zero_shot.log(), atol=1e-5)
     # a folder written before the fold existed (no offset tensors) loads with a zero offset
     state = load_file(tmp_path / "m" / "model.safetensors")
-    old = {k: v for k, v in state.items() if "source_" not in k and "prior_rows" not in k}
-    assert len(old) == len(state) - 4  # source_weight/_bias/_means, prior_rows
+    old = {k: v for k, v in state.items() if not k.endswith(SOURCE_KEYS)}
+    assert len(old) == len(state) - len(SOURCE_KEYS)  # source_weight/_bias/_means, prior_rows, within_variance
     save_file(old, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
     older = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert not older.prototype_mix.source_weight.any() and not older.prototype_mix.source_bias.any()
@@ -169,3 +171,53 @@ def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
                  "--prototype_head", "on"]) == 0
     mix = XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix
     assert mix.source_weight.abs().sum() > 0 and mix.source_bias.abs().sum() > 0
+
+
+def test_per_language_prior_weight_is_within_over_the_languages_own_distance():
+    """A simulated new language whose class means sit b from the source means (rows w around them):
+    the per-language τ ≈ w/b from its K-shot support alone, K=1 included; the sources' τ is kept otherwise."""
+    gen = torch.Generator().manual_seed(0)
+    classes, dims, w = 8, 2048, 0.5
+    source = torch.randn(classes, dims, generator=gen)
+    source -= source.mean(0)
+    mix = PrototypeMix(classes, dims, meta_head=False, prior="per_language")
+    mix.source_means.copy_(source)
+    mix.prior_rows.fill_(80.0)
+    mix.within_variance.fill_(w)
+    for b, k in ((0.05, 1), (0.05, 16), (0.5, 4)):
+        means = source + b ** 0.5 * torch.randn(classes, dims, generator=gen)
+        y = torch.arange(classes).repeat(k)
+        centred, _, counts = class_means(means[y] + w ** 0.5 * torch.randn(len(y), dims, generator=gen), y, classes)
+        assert mix.prior_weight(centred, counts) == pytest.approx(w / b, rel=0.25)
+    mix.prior = "sources"
+    assert mix.prior_weight(centred, counts) == 80.0
+    mix.prior, mix.within_variance = "per_language", torch.zeros(())  # a folder folded before w was kept
+    assert mix.prior_weight(centred, counts) == 80.0
+    centred, _, counts = class_means(source[y], y, classes)  # a language exactly on the source means
+    mix.within_variance.fill_(w)
+    assert mix.prior_weight(centred, counts) == MAX_PRIOR_ROWS
+
+
+def test_without_a_meta_head_the_head_is_the_prototypes_alone(tiny_encoder_dir):
+    """Proto-MAML: the start replaces θ's head by s·P (θ's head takes no meta-gradient); the fold makes θ's
+    head s·P_src exactly, so K=0 is the source prototypes alone."""
+    model = _trained_like(tiny_encoder_dir, prototype_meta_head=False)
+    mix = model.prototype_mix
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    support, query = _batch(model, "aa", 2, 0), _batch(model, "aa", 2, 1)
+    started, prototype = mix.start(model, theta, support)
+    bias, weight = _head(started)
+    proto_bias, proto_weight = _head(prototype)
+    assert torch.allclose(weight, 0.7 * proto_weight) and torch.allclose(bias, 0.7 * proto_bias)
+    assert all(torch.equal(started[n], theta[n]) for n in theta if not is_head_tensor(n))
+    model.train()
+    FirstOrderMAML(model, InnerLoop(lr=0.1, steps=1)).meta_gradient([("aa", support, query)])
+    params = model.fast_parameters()
+    assert all(params[n].grad is None for n in params if is_head_tensor(n))
+    assert any(params[n].grad is not None for n in params if not is_head_tensor(n))
+    assert mix.log_scale.grad is not None
+    model.eval()
+    fold_source_prototypes(model, _tasks(), per_class=100)
+    bias, weight = _head({n: p.detach() for n, p in model.fast_parameters().items()})
+    assert torch.allclose(weight, mix.source_weight) and torch.allclose(bias, mix.source_bias)
+    assert float(mix.within_variance) > 0

@@ -70,6 +70,13 @@ class EncoderArguments:
     prototype_head: Literal["on", "off"] = field(
         default="on", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes "
                                         "(after meta-training: shrunk toward the source languages'; off: plain FOMAML)"})
+    meta_head: Literal["on", "off"] = field(
+        default="off", metadata={"help": "with the prototype head: add the prototypes to a meta-learned head (a learned "
+                                         "mix); off: they are the head, as in Proto-MAML"})
+    prototype_prior: Literal["per_language", "sources"] = field(
+        default="per_language", metadata={"help": "how far adaptation trusts the source prototypes over a language's "
+                                                  "own examples: estimated per language from the examples' distance "
+                                                  "to the source prototypes, or once from the sources' own scatter"})
 
     def validate(self) -> None:
         if self.lora_layers < 0:

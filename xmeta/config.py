@@ -45,6 +45,8 @@ class XMetaConfig(PretrainedConfig):
     inner_lr_learned: bool = False  # one learned inner rate per group of fast weights (see modeling.inner_rates)
     inner_steps: int = 3
     prototype_head: bool = False  # inner loops start the head from the support's class prototypes (see modeling.prototype_head)
+    prototype_meta_head: bool = True  # the prototypes are added to a meta-learned head (else they are the head)
+    prototype_prior: str = "sources"  # per_language | sources: the weight of the source prior (modeling.prototype_head)
     head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'
     adapt_steps: int = 10
     romanize: str = "off"  # auto | on | off: how a language not yet decided is decided (see data.romanize)

@@ -89,7 +89,8 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         bank_centering=enc.bank_centering == "on", routing_weight=enc.routing_weight,
         routing_temperature=enc.routing_temperature,
         meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
-        prototype_head=enc.prototype_head == "on",
+        prototype_head=enc.prototype_head == "on", prototype_meta_head=enc.meta_head == "on",
+        prototype_prior=enc.prototype_prior,
     )
     model.config.romanized_languages = [lang for lang, task in tasks.items()
                                         if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]

@@ -59,12 +59,16 @@ METHODS = (
            ablation=True, budget_scale=2, by_default=False),
     Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
     Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
-           "from the support's class prototypes, shrunk toward the source languages' prototypes; θ's head holds "
-           "the source prototypes for K=0)"),
+           "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
+           "estimated for each language; θ's head is the source prototypes for K=0)"),
     Method("xmeta-2x", "xmeta", "the default recipe with twice the meta-steps (and twice B1's example budget)",
            ablation=True, budget_scale=2, by_default=False),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
+    Method("xmeta+mix", "xmeta", "the prototypes added to a meta-learned head (a learned mix), not the head alone",
+           {"meta_head": "on"}, ablation=True),
+    Method("xmeta-srcprior", "xmeta", "one prior weight for every language, estimated from the sources' scatter",
+           {"prototype_prior": "sources"}, ablation=True),
     Method("xmeta+sa", "xmeta", "+ source attention", {"source_attention": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),

@@ -144,6 +144,7 @@ class FirstOrderMAML:
         own = set(rates.parameters()) if rates is not None else set()
         slow = {n: p for n, p in self.model.named_parameters() if p.requires_grad and n not in theta and p not in own}
         scale = total or len(episodes)
+        replaced = {n for n in theta if any(c.replaces(n) for c in self.model.components.values())}
         results = []
         for lang, support, query in episodes:
             with self.model.transferring_into(lang):  # leave-one-language-out for source attention
@@ -154,8 +155,8 @@ class FirstOrderMAML:
                     loss, logits = batch_loss(self.model, fast, query)
                 grads = torch.autograd.grad(loss, list(fast.values()) + list(slow.values()), allow_unused=True)
             self.model.remember_source(lang, fast)
-            for param, grad in zip(list(theta.values()) + list(slow.values()), grads):
-                if grad is not None:
+            for (name, param), grad in zip(list(theta.items()) + list(slow.items()), grads):
+                if grad is not None and name not in replaced:
                     _accumulate(param, grad / scale)
             query_grads = dict(zip(fast, grads[: len(fast)]))
             if rates is not None:

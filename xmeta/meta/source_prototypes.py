@@ -7,7 +7,8 @@ language or class dominates), read under θ exactly as the head reads them, give
 prototype head P_src; θ's head becomes θ_head + s·P_src, and `PrototypeMix` keeps s·P_src so that
 adaptation starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`). The same rows give
 the prior adaptation shrinks a support's class means toward: the sources' class means, each centred in
-its own language, and the prior's weight in rows (`prior_rows`).
+its own language, the prior's weight in rows (`prior_rows`) and the rows' within-class variance (for
+a per-language weight). Without a meta head, θ's head becomes s·P_src itself.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
-from ..modeling.prototype_head import class_means, is_head_tensor, prototype_linear
+from ..modeling.prototype_head import MAX_PRIOR_ROWS, class_means, is_head_tensor, prototype_linear
 from .batch import LabelledBatch
 
 SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: sentences per language × classes)
-MAX_PRIOR_ROWS = 1e4  # the sources agree (almost) exactly: the prior all but fixes the prototypes
 
 
 def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -33,8 +33,17 @@ def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.T
     return pooled - pooled[present.sum(0) > 0].mean(0)
 
 
-def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> tuple[torch.Tensor, float]:
-    """The pooled source class means (each language centred on its own mean) and the prior's weight τ.
+@dataclass
+class SourcePrior:
+    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, and w (see `prior_rows`)."""
+
+    means: torch.Tensor
+    rows: float
+    within: float
+
+
+def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> SourcePrior:
+    """The pooled source class means (each language centred on its own mean), the prior's weight τ and w.
 
     Normal-normal model per class and feature: a language's class mean scatters around the pooled
     mean with variance b, single rows around their language's class mean with variance w; the
@@ -45,7 +54,7 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     scatter to measure, τ = 0 (the support's prototypes alone)."""
     per_language = [class_means(f, y, num_labels) for f, y in zip(features, labels)]
     if len(per_language) < 2:
-        return torch.zeros(num_labels, features[0].shape[-1]), 0.0
+        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0)
     present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
     stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
     pooled = pool_language_means(stacked, present)
@@ -60,7 +69,7 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     counts = torch.stack([counts for _, _, counts in per_language]).clamp(min=1)
     scatter = ((stacked - pooled) ** 2).sum(-1) / dims / centring - w / counts
     b = float((scatter * present).sum() / present.sum())
-    return pooled, (w / b if b > 0 else float("inf"))
+    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w)
 
 
 def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
@@ -110,17 +119,18 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     if not features:
         raise ArgumentError("source prototypes: the source languages have no training rows")
     weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), model.config.num_labels)
-    means, tau = prior_rows(features, labels, model.config.num_labels)
+    prior = prior_rows(features, labels, model.config.num_labels)
     scale = mix.log_scale.detach().exp()
     params = model.fast_parameters()
     for name in theta:
         if is_head_tensor(name):
             offset = scale * (weight if name.endswith(".weight") else bias)
-            params[name].add_((offset - mix.source_offset(name)).to(params[name].dtype))
+            params[name].copy_(mix.started(name, params[name], offset))
     mix.source_weight.copy_(scale * weight)
     mix.source_bias.copy_(scale * bias)
-    mix.source_means.copy_(means)
-    mix.prior_rows.fill_(min(tau, MAX_PRIOR_ROWS))
+    mix.source_means.copy_(prior.means)
+    mix.prior_rows.fill_(min(prior.rows, MAX_PRIOR_ROWS))
+    mix.within_variance.fill_(prior.within)
     model.use_language(previous)
     return SourceFold(int(sum(len(x) for x in labels)),
                       {lang: class_means(f, y, model.config.num_labels)[0] for lang, f, y in zip(langs, features, labels)})

@@ -1,9 +1,14 @@
 """Prototype-initialised heads (first-order Proto-MAML).
 
 Every inner loop (meta-training episodes, dev scoring, `adapt`) starts the head from the support
-set's class prototypes under the current fast weights, added to the meta-learned head:
+set's class prototypes under the current fast weights:
 
-    head = meta head + s · prototype head,   s = exp(log_scale), a slow weight.
+    head = s · prototype head,   s = exp(log_scale), a slow weight,
+
+as in Proto-MAML (Triantafillou et al., 2020), whose head is the prototypes alone. With ``meta_head``
+(a learned mix) the prototypes are added to a meta-learned head instead: head = meta head + s · prototype
+head. On held-out languages that meta head fits the sources' quirks (cldr-emoji, a model trained with
+it: 10-target macro-F1 0.453 at K=0 with it, 0.476 with its prototypes alone), so it is off by default.
 
 For each class c present in the support, μ_c is the mean of its support features (exactly what the
 head reads: the pooled output, or a word's first sub-token for tagging, with dropout off), and
@@ -20,8 +25,9 @@ row (its prototype row is zero); K=1 gives prototypes that are single examples.
 
 First order, as in Proto-MAML: the prototypes are constants of the inner loop (no graph to the
 support features); the inner loop then adapts the started head like every other fast weight, and
-the query gradient at φ_T reaches the meta head (∂head/∂meta = I) and s:
-∂L_Q/∂s = ⟨∇_head L_Q(φ_T), prototype head⟩, stored as a log-scale like the inner rates.
+the query gradient at φ_T reaches s, ∂L_Q/∂s = ⟨∇_head L_Q(φ_T), prototype head⟩ (stored as a
+log-scale like the inner rates), and, with a meta head, the meta head (∂head/∂meta = I). Without
+one, every start replaces θ's head (`PrototypeMix.replaces`), which takes no meta-gradient.
 
 Zero-shot: θ's head learns to complement prototypes and is poor alone, so at the end of
 meta-training `xmeta.meta.source_prototypes` folds s · (the source languages' prototype head) into
@@ -40,6 +46,12 @@ source prototype. The prior's weight τ (in rows) is estimated at the fold from 
 within-class variance of single rows over the variance of language-specific class means around the
 pooled ones (``xmeta.meta.source_prototypes.prior_rows``). Before the fold (meta-training) τ is 0
 and the head starts from the support's prototypes alone.
+
+That τ says how far the source languages sit from each other; a new language may sit much farther
+(cldr-emoji: τ ≈ 80 among the sources, 5–15 for the targets). With ``prior="per_language"`` (the
+default) τ = w / b is estimated for each support from its own distance to the source means
+(`PrototypeMix.prior_weight`, empirical Bayes by the method of moments), so a far language trusts
+its own examples sooner.
 """
 
 from __future__ import annotations
@@ -51,7 +63,9 @@ from torch.func import functional_call
 HEAD_MARK = ".classifier.modules_to_save."
 # absent in folders written before the fold existed (zero offset, no prior)
 SOURCE_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias", "prototype_mix.source_means",
-               "prototype_mix.prior_rows")
+               "prototype_mix.prior_rows", "prototype_mix.within_variance")
+MAX_PRIOR_ROWS = 1e4  # the means agree (almost) exactly: the prior all but fixes the prototypes
+PRIORS = ("per_language", "sources")
 
 
 def is_head_tensor(name: str) -> bool:
@@ -86,8 +100,11 @@ def prototype_linear(features: torch.Tensor, labels: torch.Tensor, num_labels: i
 class PrototypeMix(nn.Module):
     """The slow log-scale s of the prototype head and the inner loop's prototype start."""
 
-    def __init__(self, num_labels: int, features: int) -> None:
+    def __init__(self, num_labels: int, features: int, meta_head: bool = True, prior: str = "sources") -> None:
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"prototype prior must be one of {', '.join(PRIORS)} (got {prior!r})")
+        self.meta_head, self.prior = meta_head, prior
         self.log_scale = nn.Parameter(torch.zeros(()))
         # s · the source prototype head folded into θ's head (zero until `fold_source_prototypes`)
         self.register_buffer("source_weight", torch.zeros(num_labels, features))
@@ -95,11 +112,29 @@ class PrototypeMix(nn.Module):
         # the sources' centred class means and the prior's weight τ in rows (0: no prior, before the fold)
         self.register_buffer("source_means", torch.zeros(num_labels, features))
         self.register_buffer("prior_rows", torch.zeros(()))
+        # w: the sources' within-class variance of single rows per feature (0: unknown, no per-language prior)
+        self.register_buffer("within_variance", torch.zeros(()))
+
+    def prior_weight(self, centred: torch.Tensor, counts: torch.Tensor) -> float:
+        """τ for a support with centred class means ``centred`` of ``counts`` rows per class.
+
+        ``prior="per_language"``: b, the variance of this language's class means around the source
+        means, is what their mean squared distance per feature exceeds the sampling noise w/n_c by
+        (centring over the C present classes shrinks it by 1 − 1/C); τ = w / b, capped at
+        `MAX_PRIOR_ROWS`. Otherwise, before the fold (τ = 0) or without w: the sources' τ."""
+        tau, within = float(self.prior_rows), float(self.within_variance)
+        present = counts > 0
+        classes = int(present.sum())
+        if self.prior != "per_language" or tau <= 0 or within <= 0 or classes < 2:
+            return tau
+        spread = ((centred - self.source_means) ** 2).mean(1)[present] / (1 - 1 / classes)
+        ratio = float((spread / within - 1 / counts[present]).mean())  # b / w
+        return MAX_PRIOR_ROWS if ratio <= 1 / MAX_PRIOR_ROWS else 1 / ratio
 
     def support_linear(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The support's prototype head, its class means shrunk toward the source means once there is a prior."""
         centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
-        tau = float(self.prior_rows)
+        tau = self.prior_weight(centred, counts)
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)
@@ -125,17 +160,27 @@ class PrototypeMix(nn.Module):
             model.train(was_training)
         return torch.cat(captured).float()
 
+    def replaces(self, name: str) -> bool:
+        """Whether every inner loop's start replaces fast tensor ``name`` (the head, without a meta head)."""
+        return not self.meta_head and is_head_tensor(name)
+
     def start(self, model: nn.Module, fast: dict[str, torch.Tensor],
               support) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """``fast`` with its head moved by s · the support's prototype head (less the folded source
-        offset: θ_head + s·P_support, the support's means shrunk toward the sources'), and that prototype head."""
+        """``fast`` with its head started from s · the support's prototype head (its means shrunk toward
+        the sources'), and that prototype head."""
         weight, bias = self.support_linear(self.features(model, fast, support), support.labels)
         names = [n for n in fast if is_head_tensor(n)]
         prototype = {n: (weight if n.endswith(".weight") else bias) for n in names}
         scale = self.log_scale.detach().exp()
-        moved = {n: (w + (scale * prototype[n] - self.source_offset(n)).to(w.dtype)) if n in prototype else w
-                 for n, w in fast.items()}
+        moved = {n: self.started(n, w, scale * prototype[n]) if n in prototype else w for n, w in fast.items()}
         return moved, prototype
+
+    def started(self, name: str, head: torch.Tensor, prototype: torch.Tensor) -> torch.Tensor:
+        """Head tensor ``name`` at the start: the scaled ``prototype`` head alone, or with a meta head, added
+        to θ_head less the folded source offset (θ_head + s·P_support)."""
+        if not self.meta_head:
+            return prototype.to(head.dtype)
+        return head + (prototype - self.source_offset(name)).to(head.dtype)
 
     def scale_gradient(self, query_grads: dict[str, torch.Tensor], prototype: dict[str, torch.Tensor]) -> torch.Tensor:
         """∂L_Q/∂log s = s · Σ ⟨∇_head L_Q(φ_T), prototype head⟩ (first order)."""

@@ -72,6 +72,11 @@ class Component:
         (None: the start is unchanged)."""
         return fast, None
 
+    def replaces(self, name: str) -> bool:
+        """Whether `start_inner_loop` replaces fast tensor ``name`` outright (θ's value is never read, so it
+        takes no meta-gradient)."""
+        return False
+
     def start_gradients(self, query_grads: dict[str, torch.Tensor],
                         record: Any) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
         """First-order gradients of the part's slow weights from the query gradients at φ_T and the

@@ -21,7 +21,9 @@ class PrototypeHead(Component):
 
     @classmethod
     def build(cls, model, network) -> PrototypeHead:
-        mix = PrototypeMix(model.config.num_labels, network.classifier.in_features)
+        config = model.config
+        mix = PrototypeMix(config.num_labels, network.classifier.in_features, meta_head=config.prototype_meta_head,
+                           prior=config.prototype_prior)
         model.prototype_mix = mix
         return cls(mix)
 
@@ -31,6 +33,9 @@ class PrototypeHead(Component):
     def start_inner_loop(self, model, fast: dict[str, torch.Tensor], support) -> tuple[dict[str, torch.Tensor], Any]:
         """The head moved by s · the support's prototype head; that prototype head is the record."""
         return self.module.start(model, fast, support)
+
+    def replaces(self, name: str) -> bool:
+        return self.module.replaces(name)
 
     def start_gradients(self, query_grads: dict[str, torch.Tensor], record) -> list[tuple[nn.Parameter, torch.Tensor]]:
         return [(self.module.log_scale, self.module.scale_gradient(query_grads, record))]
