@@ -32,7 +32,7 @@ from xmeta.evaluation import few_shot_evaluation  # noqa: E402
 from xmeta.evaluation.explain import explain_sources  # noqa: E402
 from xmeta.fileio import atomic_directory, write_json  # noqa: E402
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch  # noqa: E402
-from xmeta.meta.bank import init_source_keys  # noqa: E402
+from xmeta.modeling.components import MetaTrainingRun  # noqa: E402
 
 RELATIVES = {"yue": ["zh"], "ms": ["id"], "gl": ["pt", "es"], "be": ["ru", "uk"]}
 
@@ -43,7 +43,7 @@ def step_seconds(card, tasks, n_sources: int, repeats: int = 3) -> float:
     sources = list(card.sources)[:n_sources] if n_sources else list(card.sources)
     model = XMetaForSequenceClassification.for_labels(card.labels, source_languages=sources, source_attention=n_sources > 0)
     if n_sources:
-        init_source_keys(model, {lang: tasks[lang] for lang in sources})
+        model.components["source_attention"].before_meta_training(model, MetaTrainingRun({lang: tasks[lang] for lang in sources}, seed=0, adapt_steps=3))
     model.train()
     maml = FirstOrderMAML(model, InnerLoop(0.05, 3))
     sampler = EpisodeSampler(tasks, None, 4, 4, seed=0)

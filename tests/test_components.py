@@ -1,5 +1,6 @@
 """The component protocol: a part registered in one line (here, in the test) is built, trained at its own
-rate, checkpointed, resumed, saved and loaded by the unchanged model, trainer and folder code."""
+rate, checkpointed, resumed, saved and loaded by the unchanged model, trainer and folder code, and a
+meta-training run calls its hooks before and after training."""
 
 from __future__ import annotations
 
@@ -44,12 +45,19 @@ class ToyGain(Component):
     def __init__(self, module: LogitGain) -> None:
         super().__init__(module)
         self.episodes = 0
+        self.hooks: list[list] = []  # [hook, episodes seen by then, the run's languages, seed, adapt steps]
 
     @classmethod
     def build(cls, model, network) -> ToyGain:
         model.logit_gain = LogitGain()
         model.peft.register_forward_hook(lambda _module, _args, logits: logits * model.logit_gain.gain)
         return cls(model.logit_gain)
+
+    def before_meta_training(self, model, run) -> None:
+        self.hooks.append(["before", self.episodes, sorted(run.tasks), run.seed, run.adapt_steps])
+
+    def after_meta_training(self, model, run) -> None:
+        self.hooks.append(["after", self.episodes, sorted(run.tasks), run.seed, run.adapt_steps])
 
     def param_groups(self, args) -> list[dict]:
         return [{"params": [self.module.gain], "lr": TOY_LR}]
@@ -66,7 +74,7 @@ class ToyGain(Component):
         self.episodes = int(tensors["episodes"])
 
     def save(self, model, folder) -> None:
-        (folder / COUNTS_NAME).write_text(json.dumps({"episodes": self.episodes}), encoding="utf-8")
+        (folder / COUNTS_NAME).write_text(json.dumps({"episodes": self.episodes, "hooks": self.hooks}), encoding="utf-8")
 
     def load(self, model, folder) -> None:
         self.episodes = json.loads((folder / COUNTS_NAME).read_text(encoding="utf-8"))["episodes"]
@@ -133,3 +141,24 @@ def test_a_component_that_is_off_is_none_and_has_no_group(registered, tiny_encod
     model = _model(tiny_encoder_dir)
     assert model.logit_gain is None and "toy_gain" not in model.components
     assert len(_trainer(model, steps=1).optimizer.param_groups) == 1
+
+
+class ToyGainAlwaysOn(ToyGain):
+    """The toy part in every model (`meta-train` has no flag for it)."""
+
+    @classmethod
+    def enabled(cls, config) -> bool:
+        return True
+
+
+def test_meta_training_calls_each_component_before_and_after_training(monkeypatch, tiny_encoder_dir, toy_jsonl, tmp_path):
+    from xmeta.cli import main
+
+    monkeypatch.setattr(registry, "COMPONENTS", [*registry.COMPONENTS, ToyGainAlwaysOn])
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=4, name="train.jsonl")
+    assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
+                 "--steps", "2", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--eval_every", "0",
+                 "--lora_r", "2", "--seed", "5", "--adapt_steps", "2"]) == 0
+    hooks = json.loads((tmp_path / "m" / COUNTS_NAME).read_text(encoding="utf-8"))["hooks"]
+    # before: on the fresh model; after: once, on the trained θ (2 steps × 2 episodes), before the save
+    assert hooks == [["before", 0, ["aa", "bb", "cc"], 5, 2], ["after", 4, ["aa", "bb", "cc"], 5, 2]]

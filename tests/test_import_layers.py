@@ -15,7 +15,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xmeta"
 # A module belongs to the longest prefix listed. `arguments` holds the settings dataclasses the library runs
 # from (the CLI parses them; `train` and the benchmark take them); `evaluation.metrics` is pure scoring that
 # tagging heads and supervised baselines use too. `model.adapt(...)` runs the meta-learned inner loop, so the
-# inner loop and adaptation sit below the model classes; meta-training runs sit above them. `jobs` holds what
+# inner loop and adaptation sit below the model classes; meta-training runs sit above them. A component's
+# meta-training hooks run steps built on the inner loop (finalising the source bank, folding source prototypes),
+# so the component protocol sits above those steps (the inner loop calls components through the model only). `jobs` holds what
 # each command runs (adapt, evaluate, predict, ...), on top of everything it calls; `commands` only parses and prints.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation: errors, config, settings", ["xmeta.errors", "xmeta.version", "xmeta.config", "xmeta.fileio",
@@ -25,9 +27,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("model components", ["xmeta.modeling.pooling", "xmeta.modeling.classifier", "xmeta.modeling.inner_rates",
                           "xmeta.modeling.prototype_head", "xmeta.modeling.meta_embedding",
                           "xmeta.modeling.target_view", "xmeta.modeling.source_attention", "xmeta.modeling.routing",
-                          "xmeta.modeling.model_card", "xmeta.modeling.language_codes",
-                          "xmeta.modeling.components"]),
+                          "xmeta.modeling.model_card", "xmeta.modeling.language_codes"]),
     ("inner loop", ["xmeta.meta.batch", "xmeta.meta.fomaml"]),
+    ("steps on a meta-trained θ", ["xmeta.meta.bank", "xmeta.meta.source_prototypes"]),
+    ("component protocol", ["xmeta.modeling.components"]),
     ("adapt", ["xmeta.adapt"]),
     ("models", ["xmeta.modeling"]),
     ("meta-training", ["xmeta.meta"]),

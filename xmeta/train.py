@@ -16,13 +16,10 @@ from .distributed import Processes
 from .errors import ArgumentError, DataError
 from .fileio import check_output_folder
 from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps
-from .meta.bank import finalize_bank, init_source_keys
-from .meta.source_prototypes import fold_source_prototypes
 from .meta.trainer import MetaTrainer, MetaTrainingArguments
 from .meta.warm_start import JointWarmStart
 from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
-
-BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
+from .modeling.components import MetaTrainingRun
 
 
 def refuse_existing(out: str, overwrite: bool) -> None:
@@ -94,8 +91,9 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     )
     model.config.romanized_languages = [lang for lang, task in tasks.items()
                                         if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
-    if model.source_transfer is not None:
-        init_source_keys(model, tasks)
+    run = MetaTrainingRun(tasks, train.seed, model.config.adapt_steps or DEFAULT_ADAPT_STEPS)
+    for component in model.components.values():
+        component.before_meta_training(model, run)
     warm_start = None
     if train.init == "joint" and not cmd.resume:  # a resumed run finds the stage's θ and record in its checkpoint
         warm_start = JointWarmStart(steps=train.joint_steps, seed=train.seed).run(model, tasks, dev_tasks)
@@ -113,16 +111,13 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         processes.close()
     if not processes.is_main:
         return 0
-    if model.source_transfer is not None:
-        finalize_bank(model, tasks, shots=BANK_SHOTS, steps=model.config.adapt_steps or DEFAULT_ADAPT_STEPS, seed=train.seed)
-    fold = None
-    if model.prototype_mix is not None:  # θ alone predicts at K=0 (see xmeta.meta.source_prototypes)
-        fold = fold_source_prototypes(model, tasks, seed=train.seed)
+    for component in model.components.values():
+        component.after_meta_training(model, run)
     best = trainer.best
     model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
     if adapt_steps is None and dev_sampler is not None:  # auto: chosen on source dev episodes
         model.config.adapt_steps, accuracy = select_adapt_steps(
-            model, dev_sampler, fold.language_means if fold else None, chunk_size=train.chunk_size)
+            model, dev_sampler, run.language_means, chunk_size=train.chunk_size)
         model.config.scores["adapt_steps"] = {str(s): round(a, 4) for s, a in accuracy.items()}
     if trainer.warm_start is not None:
         model.config.scores["warm_start"] = trainer.warm_start

@@ -17,11 +17,6 @@ from .batch import LabelledBatch
 from .fomaml import InnerLoop
 
 
-def init_source_keys(model, tasks: Mapping[str, LanguageTask | TaggingTask], per_language: int = 64) -> None:
-    """Task embeddings and attention keys from a sample of each source language's texts."""
-    model.components["source_attention"].init_keys(model, {lang: task.texts[:per_language] for lang, task in tasks.items()})
-
-
 def finalize_bank(model, tasks: Mapping[str, LanguageTask | TaggingTask], shots: int, steps: int, seed: int = 0) -> None:
     """Each source slot ← its language's adapter after ``steps`` inner steps on a ``shots``-shot set
     (per class, or sentences for tagging; fewer where the language has fewer)."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .base import Component
+from .base import Component, MetaTrainingRun
 from .inner_rates import LearnedInnerRates
 from .meta_embedding import MetaEmbeddingComponent
 from .prototype_head import PrototypeHead
@@ -22,4 +22,4 @@ def enabled_components(config) -> list[type[Component]]:
     return [cls for cls in COMPONENTS if cls.enabled(config)]
 
 
-__all__ = ["COMPONENTS", "Component", "enabled_components"]
+__all__ = ["COMPONENTS", "Component", "MetaTrainingRun", "enabled_components"]

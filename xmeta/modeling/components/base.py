@@ -10,7 +10,8 @@ components without naming any (`xmeta.modeling.components` registers them).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +20,17 @@ import torch
 if TYPE_CHECKING:
     from ...config import XMetaConfig
     from ..base import XMetaModelBase
+
+
+@dataclass
+class MetaTrainingRun:
+    """What a component's meta-training hooks see of the run (`xmeta.train.meta_train`)."""
+
+    tasks: Mapping[str, Any]  # the source languages' training tasks (LanguageTask or TaggingTask)
+    seed: int
+    adapt_steps: int  # inner steps of a full adaptation: the model's, or the default where it has none (0, auto)
+    # each source language's centred class means, where a part read them (the adapt-step selection's priors)
+    language_means: dict[str, torch.Tensor] | None = None
 
 
 class Component:
@@ -53,6 +65,12 @@ class Component:
         """Raise an `ArgumentError` when meta-training flags ``args`` disagree with how the model was built."""
 
     # ------------------------------------------------------------- training
+    def before_meta_training(self, model: XMetaModelBase, run: MetaTrainingRun) -> None:
+        """Once, on the fresh model before any training step (and before a joint warm start)."""
+
+    def after_meta_training(self, model: XMetaModelBase, run: MetaTrainingRun) -> None:
+        """Once, on the main process, on the final θ before the adapt steps are chosen and the model saved."""
+
     def param_groups(self, args: Any) -> list[dict]:
         """AdamW groups of the part's slow weights that take their own rate from ``args``
         (``{"params": [...], "lr": ...}``); any trainable tensor in none trains with θ at the outer rate."""

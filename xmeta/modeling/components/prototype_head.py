@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ...meta.source_prototypes import fold_source_prototypes
 from ..prototype_head import SOURCE_KEYS, PrototypeMix
-from .base import Component
+from .base import Component, MetaTrainingRun
 
 
 class PrototypeHead(Component):
@@ -26,6 +27,11 @@ class PrototypeHead(Component):
                            prior=config.prototype_prior)
         model.prototype_mix = mix
         return cls(mix)
+
+    def after_meta_training(self, model, run: MetaTrainingRun) -> None:
+        """θ alone predicts at K=0: the source prototypes are folded into its head (`fold_source_prototypes`);
+        their per-language class means are the adapt-step selection's leave-one-out priors."""
+        run.language_means = fold_source_prototypes(model, run.tasks, seed=run.seed).language_means
 
     def param_groups(self, args: Any) -> list[dict]:
         return [{"params": list(self.module.parameters()), "lr": args.inner_rate_lr}]

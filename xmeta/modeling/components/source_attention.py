@@ -17,12 +17,15 @@ from safetensors.torch import save_file
 
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
+from ...meta.bank import finalize_bank
 from ..pooling import mean_pool
 from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
 from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer
-from .base import Component
+from .base import Component, MetaTrainingRun
 
 BANK_DIR = "bank"
+KEY_TEXTS = 64  # texts per source language whose mean hidden states initialise the attention's keys
+BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
 
 
 class SourceAttention(Component):
@@ -77,6 +80,14 @@ class SourceAttention(Component):
         if model.config.routing_weight > 0:  # a buffer saved with θ: loading never needs URIEL
             transfer.attention.routing_prior.copy_(
                 routing_prior_matrix(transfer.bank.languages, model.config.routing_temperature))
+
+    def before_meta_training(self, model, run: MetaTrainingRun) -> None:
+        """The keys start from a sample of each source language's texts."""
+        self.init_keys(model, {lang: task.texts[:KEY_TEXTS] for lang, task in run.tasks.items()})
+
+    def after_meta_training(self, model, run: MetaTrainingRun) -> None:
+        """Each bank slot ← a longer adaptation of its language from the final θ (`finalize_bank`)."""
+        finalize_bank(model, run.tasks, shots=BANK_SHOTS, steps=run.adapt_steps, seed=run.seed)
 
     def meta_step(self) -> contextlib.AbstractContextManager:
         return self.module.bank.deferred()
