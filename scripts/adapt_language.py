@@ -51,7 +51,7 @@ def main() -> int:
         print(f"adapted {args.lang} on {result.examples} examples in {result.seconds:.1f} s")
         if test:
             after = score_texts(model, test.texts, test.labels, lang=args.lang)
-            model.config.scores[args.lang] = {"macro_f1": round(after["macro_f1"], 4), "accuracy": round(after["accuracy"], 4)}
+            model.trainer_state.language_scores[args.lang] = {"macro_f1": round(after["macro_f1"], 4), "accuracy": round(after["accuracy"], 4)}
             print(f"{args.lang} macro-F1 {before['macro_f1']:.3f} -> {after['macro_f1']:.3f} on {len(test.texts)} test rows")
         model.save_pretrained(args.out, overwrite=args.overwrite)
     except XMetaError as err:

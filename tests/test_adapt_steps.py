@@ -70,6 +70,7 @@ def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_enco
     assert main(["meta-train", "--task", str(card), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
                  "--steps", "1", "--meta_batch", "2", "--eval_every", "0", "--lora_r", "2"]) == 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
-    scores = {int(steps): accuracy for steps, accuracy in config["scores"]["adapt_steps"].items()}
+    state = json.loads((tmp_path / "m" / "trainer_state.json").read_text())
+    scores = {int(steps): accuracy for steps, accuracy in state["adapt_steps"].items()}
     assert set(scores) == {0, 1, 3, 10}
     assert config["adapt_steps"] == max(scores, key=lambda steps: (scores[steps], -steps))  # ties: fewer steps

@@ -53,7 +53,7 @@ def test_sigterm_then_resume_equals_uninterrupted(tmp_path, tiny_encoder_dir, to
     weights += ["meta_embedding.safetensors"] if "--meta_embedding" in model_flags else []  # its own AdamW group
     if "--init" in model_flags:  # the joint stage ran once, before step 0's checkpoint, and its budget is on record
         for folder in (tmp_path / "whole", out):
-            record = json.loads((folder / "config.json").read_text())["scores"]["warm_start"]
+            record = json.loads((folder / "trainer_state.json").read_text())["warm_start"]
             assert record["kind"] == "joint" and record["example_passes"] == 3 * 32
     for name in weights:
         whole, resumed = load_file(tmp_path / "whole" / name), load_file(out / name)

@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xmeta"
 # so the component protocol sits above those steps (the inner loop calls components through the model only). `jobs` holds what
 # each command runs (adapt, evaluate, predict, ...), on top of everything it calls; `commands` only parses and prints.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation: errors, config, settings", ["xmeta.errors", "xmeta.version", "xmeta.config", "xmeta.fileio",
+    ("foundation: errors, config, settings", ["xmeta.errors", "xmeta.version", "xmeta.config", "xmeta.trainer_state",
+                                              "xmeta.fileio",
                                               "xmeta.arguments", "xmeta.distributed", "xmeta.coverage",
                                               "xmeta.evaluation.metrics"]),
     ("data, encoders", ["xmeta.data", "xmeta.encoders"]),

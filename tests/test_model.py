@@ -68,6 +68,34 @@ def test_save_load_round_trip(tiny_model, tmp_path):
     assert "yo" in (tmp_path / "m" / "README.md").read_text()
 
 
+def test_run_records_go_to_trainer_state_and_older_folders_still_load(tiny_model, tmp_path):
+    from xmeta.trainer_state import TrainerState
+
+    tiny_model.trainer_state.dev = {"episode_accuracy": 0.5, "best_step": 3}
+    tiny_model.trainer_state.language_scores["yo"] = {"macro_f1": 0.4}
+    tiny_model.save_pretrained(tmp_path / "m")
+    assert "scores" not in json.loads((tmp_path / "m" / "config.json").read_text())  # architecture only
+    assert XMetaForSequenceClassification.from_pretrained(tmp_path / "m").trainer_state == tiny_model.trainer_state
+    assert "| yo | macro_f1 | 0.4 |" in (tmp_path / "m" / "README.md").read_text()
+
+    # a folder written before trainer_state.json kept the records in config.json's "scores"
+    legacy = {"dev": {"episode_accuracy": 0.5, "best_step": 3}, "adapt_steps": {"0": 0.6, "3": 0.55},
+              "warm_start": {"kind": "joint", "example_passes": 96}, "yo": {"macro_f1": 0.4}}
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "scores": legacy}))
+    (tmp_path / "m" / "trainer_state.json").unlink()
+    old = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert old.trainer_state == TrainerState(dev=legacy["dev"], adapt_steps=legacy["adapt_steps"],
+                                             warm_start=legacy["warm_start"], language_scores={"yo": {"macro_f1": 0.4}})
+    old.save_pretrained(tmp_path / "again")
+    assert "scores" not in json.loads((tmp_path / "again" / "config.json").read_text())
+    assert json.loads((tmp_path / "again" / "trainer_state.json").read_text())["adapt_steps"] == legacy["adapt_steps"]
+
+    (tmp_path / "again" / "trainer_state.json").write_text("{not json")
+    with pytest.raises(ModelFolderError, match="trainer_state.json: corrupt trainer state"):
+        XMetaForSequenceClassification.from_pretrained(tmp_path / "again")
+
+
 def test_pickle_weights_are_refused(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path / "m")
     (tmp_path / "m" / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")

@@ -13,7 +13,8 @@ class XMetaConfig(PretrainedConfig):
     """Configuration of an xmeta model.
 
     The frozen encoder is *named* (``encoder``), never copied into the model folder: a meta-trained
-    model is a few MB of LoRA, head and inner-loop settings on top of a public encoder.
+    model is a few MB of LoRA, head and inner-loop settings on top of a public encoder. Only what
+    rebuilds and runs the model is here; scores and the training log are `xmeta.trainer_state`'s.
     """
 
     model_type = "xmeta"
@@ -54,7 +55,6 @@ class XMetaConfig(PretrainedConfig):
     task: str | None = None
     source_languages: list[str] = field(default_factory=list)
     adapted_languages: list[str] = field(default_factory=list)
-    scores: dict = field(default_factory=dict)
     xmeta_version: str = __version__
 
     @property

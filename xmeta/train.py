@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -113,14 +114,14 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         return 0
     for component in model.components.values():
         component.after_meta_training(model, run)
-    best = trainer.best
-    model.config.scores = {"dev": {"episode_accuracy": round(best.score, 4), "best_step": best.step}} if best else {}
+    best, state = trainer.best, model.trainer_state
+    state.dev = {"episode_accuracy": round(best.score, 4), "best_step": best.step} if best else {}
+    state.log_history = [asdict(log) for log in history]
     if adapt_steps is None and dev_sampler is not None:  # auto: chosen on source dev episodes
         model.config.adapt_steps, accuracy = select_adapt_steps(
             model, dev_sampler, run.language_means, chunk_size=train.chunk_size)
-        model.config.scores["adapt_steps"] = {str(s): round(a, 4) for s, a in accuracy.items()}
-    if trainer.warm_start is not None:
-        model.config.scores["warm_start"] = trainer.warm_start
+        state.adapt_steps = {str(s): round(a, 4) for s, a in accuracy.items()}
+    state.warm_start = trainer.warm_start
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]
     print(f"saved {cmd.out}  ({len(history)} meta-step{'s' * (len(history) != 1)}, median {step_seconds:.2f} s/step)")

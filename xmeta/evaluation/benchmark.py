@@ -33,6 +33,7 @@ from ..meta.batch import LabelledBatch
 from ..meta.trainer import MetaTrainingArguments
 from ..meta.warm_start import JointWarmStart
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
+from ..trainer_state import TrainerState
 from ..version import __version__
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
 from .benchmark_plan import ALL_ROWS, Method, Plan, check_budgets
@@ -372,7 +373,7 @@ class Benchmark:
         config = json.loads((out / "config.json").read_text(encoding="utf-8"))
         write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
                                                  "adapt_steps": config["adapt_steps"],
-                                                 "adapt_steps_dev": config["scores"].get("adapt_steps"),
+                                                 "adapt_steps_dev": TrainerState.read(out).adapt_steps or None,
                                                  "meta_steps": settings["meta_steps"], "resumed": bool(resume),
                                                  "joint_steps": settings.get("joint_steps", 0),
                                                  "example_passes": self.example_passes(method),

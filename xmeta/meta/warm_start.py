@@ -3,7 +3,7 @@ exactly as the benchmark's B1 baseline does (`xmeta.meta.supervised`), then meta
 
 Plain joint training is a strong start for the shared features; meta-training then tunes θ for
 few-shot adaptation. The stage's example passes are recorded (``warm_start`` in the model's
-``config.scores``) so a budget comparison can count them in xmeta's training cost.
+``trainer_state.json``) so a budget comparison can count them in xmeta's training cost.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ..config import XMetaConfig
 from ..data.romanize import romanization_needed, romanize_texts
 from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError, warn
+from ..trainer_state import TrainerState
 from . import components as registry
 from .classifier import PooledClassifier
 from .components import Component
@@ -85,6 +86,7 @@ class XMetaModelBase(XMetaPreTrainedModel):
         config.label2id = {name: i for i, name in enumerate(config.labels)}
         encoder.requires_grad_(False)
         self.tokenizer = tokenizer
+        self.trainer_state = TrainerState()  # scores and the training log (trainer_state.json), not architecture
         self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
         base = self.network_class(encoder, config.num_labels, config.classifier_dropout)
         base.name_or_path = config.encoder  # peft records it as the adapters' base model

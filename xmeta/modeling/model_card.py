@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..config import XMetaConfig
+from ..trainer_state import TrainerState
 
 
-def model_card(config: XMetaConfig) -> str:
+def model_card(config: XMetaConfig, state: TrainerState) -> str:
     sources = ", ".join(config.source_languages) or "none recorded"
     adapted = ", ".join(config.adapted_languages) or "none yet"
     lines = [
@@ -28,9 +29,12 @@ def model_card(config: XMetaConfig) -> str:
         "model.predict(['...'], lang='LANG')",
         "```",
     ]
-    if config.scores:
+    if state.dev:
+        lines += ["", f"Meta-training: best dev episode accuracy {state.dev['episode_accuracy']} at step "
+                      f"{state.dev['best_step']} (the run's records are in `trainer_state.json`)."]
+    if state.language_scores:
         lines += ["", "## Scores", "", "| language | metric | value |", "|---|---|---|"]
-        for lang, metrics in sorted(config.scores.items()):
+        for lang, metrics in sorted(state.language_scores.items()):
             for metric, value in sorted(metrics.items()):
                 lines.append(f"| {lang} | {metric} | {value} |")
     return "\n".join(lines) + "\n"

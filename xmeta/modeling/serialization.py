@@ -1,4 +1,4 @@
-"""Model folders: config.json + model.safetensors (θ) + adapters/<lang>/ (peft) + README.md.
+"""Model folders: config.json + trainer_state.json + model.safetensors (θ) + adapters/<lang>/ (peft) + README.md.
 
 Loading reads safetensors only. A pickle file offered as weights is refused outright, never
 opened, because unpickling runs arbitrary code from whoever handed the file over.
@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from ..config import XMetaConfig
 from ..errors import ModelFolderError
 from ..fileio import atomic_directory, read_safetensors
+from ..trainer_state import TrainerState
 from ..version import __version__
 from .language_codes import META_ADAPTER
 from .model_card import model_card
@@ -33,6 +34,7 @@ def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         model.config.architectures = [type(model).__name__]
         model.config.save_pretrained(tmp)
+        model.trainer_state.write(tmp)
         state = {k: v.contiguous() for k, v in {**model.adapter_state(META_ADAPTER), **model.shared_state()}.items()}
         save_file(state, tmp / WEIGHTS_NAME, metadata={"format": "pt", "xmeta_version": __version__})
         for lang in model.languages():
@@ -40,7 +42,7 @@ def save_model(model: XMetaForSequenceClassification, directory: Path, overwrite
         (tmp / ADAPTERS_DIR / "README.md").unlink(missing_ok=True)
         for component in model.components.values():
             component.save(model, tmp)
-        (tmp / "README.md").write_text(model_card(model.config), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(model.config, model.trainer_state), encoding="utf-8")
     return directory
 
 
@@ -66,6 +68,16 @@ def read_config(directory: Path) -> XMetaConfig:
     if _version_tuple(saved)[:2] > _version_tuple(__version__)[:2]:
         raise ModelFolderError(f"{config_file}: written by xmeta {saved}, this is {__version__}; upgrade xmeta")
     return XMetaConfig.from_pretrained(str(directory))
+
+
+def read_trainer_state(directory: Path, config: XMetaConfig) -> TrainerState:
+    """The folder's ``trainer_state.json``; one written before it existed kept the records in ``config.json``'s
+    ``scores``, which are read from there (and dropped from the config, which holds architecture only)."""
+    legacy = getattr(config, "scores", None)
+    if legacy is not None:
+        del config.scores
+    state = TrainerState.read(directory)
+    return state if state is not None else TrainerState.from_legacy_scores(legacy or {})
 
 
 def refuse_pickles(directory: Path) -> None:
@@ -94,6 +106,7 @@ def load_model(cls: type, directory: Path, **model_kwargs: object) -> XMetaForSe
     config = read_config(directory)
     refuse_pickles(directory)
     model = cls(config, **model_kwargs)
+    model.trainer_state = read_trainer_state(directory, config)
     state = read_safetensors(directory / WEIGHTS_NAME)
     expected = {**model.adapter_state(META_ADAPTER), **model.shared_state()}
     optional = {key for component in model.components.values() for key in component.optional_state_keys}
