@@ -161,3 +161,28 @@ def test_fresh_adapters_start_as_the_plain_encoder(tiny_model):
     """LoRA B starts at zero (transformers' weight init must not reach peft's layers)."""
     lora_b = [p for n, p in tiny_model.fast_parameters().items() if "lora_B" in n]
     assert lora_b and all(torch.count_nonzero(p) == 0 for p in lora_b)
+
+
+def test_lora_settings_are_one_nested_peft_config_and_flat_folders_still_load(tiny_encoder_dir, tmp_path):
+    from peft import LoraConfig
+
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(list(TOY_WORDS), encoder=str(tiny_encoder_dir), lora_layers=1,
+                                                      lora=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1))
+    lora, depth = model.config.lora, model.peft.base_model.model.encoder.config.num_hidden_layers
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.layers_to_transform) == (4, 8, 0.1, [depth - 1])
+    assert lora.target_modules and lora.modules_to_save == ["classifier"]  # completed by the model, once
+    assert model.peft.peft_config["meta"] == lora and model.peft.peft_config["meta"] is not lora  # θ's adapter: a copy
+    model.save_pretrained(tmp_path / "m")
+    raw = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert raw["lora"]["r"] == 4 and raw["lora"]["layers_to_transform"] == [depth - 1]
+    assert not {"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"} & set(raw)
+    assert XMetaForSequenceClassification.from_pretrained(tmp_path / "m").config.lora == lora
+
+    # a folder written before the nested config: flat lora_* fields
+    flat = {key: value for key, value in raw.items() if key != "lora"}
+    flat.update(lora_r=4, lora_alpha=8, lora_dropout=0.1, lora_target_modules=sorted(raw["lora"]["target_modules"]))
+    (tmp_path / "m" / "config.json").write_text(json.dumps(flat))
+    old = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert old.config.lora == lora
+    assert torch.equal(old.predict_proba(TEXTS), model.predict_proba(TEXTS))

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+from dataclasses import field, replace
 
+from peft import LoraConfig
 from transformers import PretrainedConfig
 
 from .version import __version__
+
+# the flat LoRA keys of older config.json files (and a shorthand in code), each a field of the nested LoraConfig
+FLAT_LORA_KEYS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+                  "lora_target_modules": "target_modules"}
+
+
+def default_lora() -> LoraConfig:
+    """xmeta's LoRA defaults (rank 8, alpha 16, no dropout); the model fills in the rest (see ``lora``)."""
+    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0)
 
 
 class XMetaConfig(PretrainedConfig):
@@ -23,11 +33,13 @@ class XMetaConfig(PretrainedConfig):
     encoder_prefix: str = "query: "
     max_length: int = 128
     classifier_dropout: float = 0.1
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] = field(default_factory=list)
-    lora_layers: int = 4  # LoRA in the top N encoder layers (0: all layers)
+    # peft's settings of every adapter (θ's, each language's, each source-bank slot's). The model completes it
+    # when it makes the adapters: the encoder's attention projections if no targets are named, the indices of the
+    # top ``lora_layers`` layers, the head as the per-adapter module; config.json holds it completed.
+    lora: LoraConfig = field(default_factory=default_lora)
+    # LoRA in the top N encoder layers (0: all). An xmeta field, not LoraConfig's layers_to_transform: "top N"
+    # needs the depth of the named encoder, known only once it is loaded; the model writes the indices into ``lora``
+    lora_layers: int = 4
     cache_frozen_layers: bool = True  # run the layers below the LoRA once per episode, not once per step
     source_attention: bool = False  # attention over a bank of source-language adapters
     attention_dim: int = 64
@@ -56,6 +68,22 @@ class XMetaConfig(PretrainedConfig):
     source_languages: list[str] = field(default_factory=list)
     adapted_languages: list[str] = field(default_factory=list)
     xmeta_version: str = __version__
+
+    def __post_init__(self, **kwargs: object) -> None:
+        """``lora`` from its config.json dict; flat ``lora_r``-style keys (older folders, shorthands) fold into it."""
+        if isinstance(self.lora, dict):
+            self.lora = LoraConfig.from_peft_type(**self.lora)
+        flat = {FLAT_LORA_KEYS[key]: kwargs.pop(key) for key in list(kwargs) if key in FLAT_LORA_KEYS}
+        if flat:
+            self.lora = replace(self.lora, **flat)
+        super().__post_init__(**kwargs)
+
+    def to_dict(self) -> dict:
+        """As transformers writes it, with ``lora`` as peft's own dict (target modules sorted: a set in peft)."""
+        output = super().to_dict()
+        output["lora"] = {key: sorted(value) if isinstance(value, set) else value
+                          for key, value in self.lora.to_dict().items()}
+        return output
 
     @property
     def labels(self) -> list[str]:

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from peft import LoraConfig
 
 from .arguments import DEFAULT_TASK, RESUME_DEFAULT, DataArguments, EncoderArguments, MetaTrainCommand, split_list
 from .data import EpisodeSampler, load_language_tasks, load_task_card
@@ -81,7 +82,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     torch.manual_seed(train.seed)  # the LoRA A and head initialisation
     model_class = XMetaForTokenClassification if tagging else XMetaForSequenceClassification
     model = model_class.for_labels(
-        labels, encoder=enc.encoder, lora_r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout,
+        labels, encoder=enc.encoder, lora=LoraConfig(r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout),
         max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=DEFAULT_ADAPT_STEPS if adapt_steps is None else adapt_steps,
         lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
         bank_centering=enc.bank_centering == "on", routing_weight=enc.routing_weight,

@@ -9,7 +9,9 @@ is the per-adapter head copy) and how it tokenises (``tokenize``); everything el
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,7 +21,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..config import XMetaConfig
 from ..data.romanize import romanization_needed, romanize_texts
-from ..encoders import layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
+from ..encoders import EncoderSettings, layer_index, load_encoder, resolve_encoder, run_lower, transformer_layers
 from ..errors import ArgumentError, DataError, warn
 from ..trainer_state import TrainerState
 from . import components as registry
@@ -36,6 +38,12 @@ def default_language(languages: Sequence[str]) -> str:
         warn(f"{len(languages)} adapted languages ({', '.join(languages)}): using θ ('meta'); "
              "name one with --lang / lang= / use_language()")
     return META_ADAPTER
+
+
+def name_lora_targets(config: XMetaConfig, settings: EncoderSettings) -> None:
+    """Name the encoder's attention projections as LoRA targets where the config names none."""
+    if not config.lora.target_modules:
+        config.lora = replace(config.lora, target_modules=list(settings.lora_target_modules))
 
 
 def is_adapter_tensor(name: str, adapter: str) -> bool:
@@ -77,17 +85,16 @@ class XMetaModelBase(XMetaPreTrainedModel):
         if encoder is None or tokenizer is None:
             settings = resolve_encoder(config.encoder)
             encoder, tokenizer = load_encoder(settings)
-            if not config.lora_target_modules:
-                config.lora_target_modules = list(settings.lora_target_modules)
-        if not config.lora_target_modules:
-            raise ArgumentError("lora_target_modules is empty: name the encoder's attention projections")
+            name_lora_targets(config, settings)
+        if not config.lora.target_modules:
+            raise ArgumentError("lora.target_modules is empty: name the encoder's attention projections")
         if config.id2label is None or not config.id2label:
             raise ArgumentError("the config has no labels (id2label)")
         config.label2id = {name: i for i, name in enumerate(config.labels)}
         encoder.requires_grad_(False)
         self.tokenizer = tokenizer
         self.trainer_state = TrainerState()  # scores and the training log (trainer_state.json), not architecture
-        self._encoder_layers = int(getattr(encoder.config, "num_hidden_layers", 0))
+        self._complete_lora(int(getattr(encoder.config, "num_hidden_layers", 0)))
         base = self.network_class(encoder, config.num_labels, config.classifier_dropout)
         base.name_or_path = config.encoder  # peft records it as the adapters' base model
         self._wrap_with_components(base)
@@ -108,20 +115,17 @@ class XMetaModelBase(XMetaPreTrainedModel):
                 self.components[cls.name] = cls.build(self, network)
         self.components = {cls.name: self.components[cls.name] for cls in enabled}
 
-    def lora_config(self) -> LoraConfig:
+    def _complete_lora(self, n_layers: int) -> None:
+        """Write into ``config.lora``, once, what every adapter takes from this model: the indices of the top
+        ``lora_layers`` of its ``n_layers`` encoder layers, the head as each adapter's own module, the encoder."""
         c = self.config
-        n_layers = self._encoder_layers
-        top = range(n_layers - c.lora_layers, n_layers) if 0 < c.lora_layers < n_layers else None
-        return LoraConfig(
-            layers_to_transform=list(top) if top is not None else None,
-            layers_pattern="layer" if top is not None else None,
-            r=c.lora_r,
-            lora_alpha=c.lora_alpha,
-            lora_dropout=c.lora_dropout,
-            target_modules=list(c.lora_target_modules),
-            modules_to_save=["classifier"],
-            base_model_name_or_path=c.encoder,
-        )
+        top = list(range(n_layers - c.lora_layers, n_layers)) if 0 < c.lora_layers < n_layers else None
+        c.lora = replace(c.lora, layers_to_transform=top, layers_pattern="layer" if top is not None else None,
+                         modules_to_save=["classifier"], base_model_name_or_path=c.encoder)
+
+    def lora_config(self) -> LoraConfig:
+        """A new adapter's LoRA settings: a copy of ``config.lora`` (peft keeps, and may change, the one it is given)."""
+        return copy.deepcopy(self.config.lora)
 
     # ----------------------------------------------------------------- adapters
     @property
@@ -367,6 +371,5 @@ class XMetaModelBase(XMetaPreTrainedModel):
             **config_kwargs,
         )
         model_encoder, tokenizer = load_encoder(settings)
-        if not config.lora_target_modules:
-            config.lora_target_modules = list(settings.lora_target_modules)
+        name_lora_targets(config, settings)
         return cls(config, encoder=model_encoder, tokenizer=tokenizer)

@@ -18,7 +18,7 @@ def model_card(config: XMetaConfig, state: TrainerState) -> str:
         "",
         f"- Encoder: `{config.encoder}` (frozen; input prefix `{config.encoder_prefix}`)",
         f"- Task: `{config.task or 'custom'}`; labels: {', '.join(config.labels)}",
-        f"- LoRA: r={config.lora_r}, alpha={config.lora_alpha}, targets {', '.join(config.lora_target_modules)}",
+        f"- LoRA: r={config.lora.r}, alpha={config.lora.lora_alpha}, targets {', '.join(sorted(config.lora.target_modules))}",
         f"- Meta-trained on: {sources}",
         f"- Adapted languages (one peft adapter each under `adapters/`): {adapted}",
         f"- Inner loop: {config.inner_steps} SGD steps at lr {config.inner_lr}; adaptation: {config.adapt_steps} steps",

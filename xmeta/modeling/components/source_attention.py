@@ -50,8 +50,8 @@ class SourceAttention(Component):
         if not c.source_languages:
             raise ArgumentError("source attention needs source languages (config.source_languages)")
         transfer, linears = build_source_transfer(
-            model.peft, c.source_languages, network.encoder.config.hidden_size, c.lora_r,
-            c.lora_alpha / c.lora_r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX, centering=c.bank_centering)
+            model.peft, c.source_languages, network.encoder.config.hidden_size, c.lora.r,
+            c.lora.lora_alpha / c.lora.r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX, centering=c.bank_centering)
         transfer.attach({name: linears[name] for name in transfer.bank.targets})
         model.source_transfer = transfer
         return cls(transfer, c.routing_weight)
