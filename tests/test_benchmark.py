@@ -393,7 +393,7 @@ def test_report_only_card_keys_leave_the_fingerprints_alone(tmp_path):
     from xmeta.data import load_task_card
     from xmeta.data.cards import _tasks_dir
     from xmeta.errors import TaskCardError
-    from xmeta.evaluation.benchmark import card_identity
+    from xmeta.evaluation.benchmark_cache import card_identity
 
     text = (_tasks_dir() / "cldr-emoji.yaml").read_text(encoding="utf-8")
     assert load_task_card("cldr-emoji").report_separately == ("chr",)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -28,20 +27,16 @@ from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_s
 from ..data.preflight import episode_problems, shot_problems
 from ..data.romanize import romanize_targets
 from ..encoders import load_encoder, resolve_encoder
-from ..fileio import write_json
 from ..meta.batch import LabelledBatch
 from ..meta.trainer import MetaTrainingArguments
-from ..meta.warm_start import JointWarmStart
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
 from ..trainer_state import TrainerState
-from ..version import __version__
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
+from .benchmark_cache import JOINT_LR, PROBE_C_GRID, BenchmarkCache, write_record
 from .benchmark_plan import ALL_ROWS, Method, Plan, check_budgets
-from .fingerprint import SHORT, fingerprint, rows_digest, weights_digest
+from .fingerprint import fingerprint
 
 SCRATCH = "bench"  # adapter name for one adaptation, dropped after scoring
-JOINT_LR = 1e-3  # AdamW rate of B1 and the oracle
-PROBE_C_GRID = (0.01, 0.1, 1.0)
 
 
 def stratified_rows(task: LanguageTask, per_class: int, seed: int) -> list[int]:
@@ -60,22 +55,9 @@ def pooled_sample(tasks: dict[str, LanguageTask], per_class: int) -> tuple[list[
             [tasks[lang].labels[i] for lang in rows for i in rows[lang]])
 
 
-def write_record(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, obj)
-
-
-REPORT_ONLY_CARD_KEYS = re.compile(r"^\s*report_separately:.*\n", re.M)  # decide how cells are grouped, not their numbers
-
-
-def card_identity(path: Path) -> str:
-    """The card's text as it determines the numbers: lines that only group the report are left out."""
-    return REPORT_ONLY_CARD_KEYS.sub("", path.read_text(encoding="utf-8"))
-
-
-class Benchmark:
+class Benchmark(BenchmarkCache):
     """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models), every
-    file named by the fingerprint of its settings."""
+    file named by the fingerprint of its settings (`BenchmarkCache`)."""
 
     def __init__(self, plan: Plan, out: Path, task: str, encoder: str) -> None:
         self.plan, self.out, self.task, self.encoder = plan, out, task, encoder
@@ -90,18 +72,10 @@ class Benchmark:
         self.romanized = romanize_targets(self.train, self.test, plan.romanize, encoder)
         self.source_train = load_language_tasks(self.card, self.sources, "train")
         self.source_dev = load_language_tasks(self.card, self.sources, "dev")
-        self.identity = {"xmeta": __version__, "card": card_identity(self.card.path), "encoder": encoder,
-                         "weights": weights_digest(resolve_encoder(encoder).name_or_path),
-                         "source_rows": rows_digest({**{f"train/{k}": v for k, v in self.source_train.items()},
-                                                     **{f"dev/{k}": v for k, v in self.source_dev.items()}})}
-        self.target_rows = {lang: rows_digest({"train": self.train[lang], "test": self.test[lang]}) for lang in self.langs}
+        self.identify()
         check_budgets(plan, self.n_way())
 
     # -------------------------------------------------------------- preflight
-    def tuning_langs(self) -> list[str]:
-        """The source languages whose dev rows tune the baselines' adaptation (pseudo-targets)."""
-        return self.sources[:: max(1, len(self.sources) // self.plan.pseudo_targets)][: self.plan.pseudo_targets]
-
     def preflight(self) -> list[str]:
         """Every data shortfall the planned runs would meet, found before any training."""
         kinds = {m.kind for m in self.plan.methods}
@@ -123,109 +97,6 @@ class Benchmark:
     def dev_episodes(self) -> int:
         """Meta-training draws its dev episodes from distinct source languages (unused: eval_every=0)."""
         return min(MetaTrainingArguments.dev_episodes, len(self.sources))
-
-    # ---------------------------------------------------------- fingerprints
-    def n_way(self) -> int:
-        return len(self.labels)
-
-    def model_settings(self, method: Method) -> dict:
-        """What determines the model (or probe setup) a method's cells are scored with. A warm-start row's
-        joint stage and meta-training together get the example passes of B1 at the same budget."""
-        p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps, "seed": 0}
-        if method.kind in ("joint", "joint-ft", "oracle"):
-            return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way(), self.joint_multiple(method)),
-                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class}
-        if method.kind == "xmeta":
-            steps = {"meta_steps": p.meta_steps_at(method.multiple)}
-            if method.warm_start:
-                steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
-            return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
-                    "k_query": p.k_query, "inner_steps": p.inner_steps,
-                    "flags": {**method.encoder_flags, **method.training_flags},
-                    # every setting, defaults included: a changed default is a different model
-                    "resolved": {**asdict(EncoderArguments(encoder=self.encoder, **method.encoder_flags)),
-                                 **asdict(MetaTrainingArguments(**method.training_flags))}}
-        if method.kind == "probe":
-            return {**base, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
-                    "c_grid": PROBE_C_GRID}
-        return {**base, "kind": method.kind}
-
-    @staticmethod
-    def joint_multiple(method: Method) -> float:
-        """The budget of the B1 model a row builds on (the oracle always on budget 1's)."""
-        return 1.0 if method.kind == "oracle" else method.multiple
-
-    def example_passes(self, method: Method) -> int:
-        """Examples a trained row's model saw in training (a warm start's joint stage included)."""
-        s = self.model_settings(method)
-        if s["kind"] == "joint":
-            return s["steps"] * s["batch"]
-        return s.get("joint_steps", 0) * JointWarmStart.batch_size + \
-            s["meta_steps"] * self.plan.passes_per_meta_step(self.n_way())
-
-    def model_fingerprint(self, method: Method) -> str:
-        return fingerprint(self.model_settings(method))
-
-    def tuning_fingerprint(self, method: Method) -> str | None:
-        if method.kind not in self.plan.tuning_grid:
-            return None
-        return fingerprint({"model": self.model_fingerprint(method), "lr": self.plan.tuning_grid[method.kind],
-                            "steps": self.plan.tuning_steps, "pseudo_targets": self.tuning_langs(),
-                            "k": self.plan.tuning_k})
-
-    def tuning_file(self, method: Method) -> Path:
-        return self.out / "cache" / method.label / f"tuning-{self.tuning_fingerprint(method)[:SHORT]}.json"
-
-    def cell_settings(self, method: Method, lang: str, k: int, seed: int) -> dict:
-        """What determines one number: the model, its tuning, the shots and test rows it saw."""
-        shots = self.shots(lang, k, seed) if k not in (0, ALL_ROWS) else []
-        return {"method": method.name, "budget": method.multiple, "model": self.model_fingerprint(method),
-                "tuning": self.tuning_fingerprint(method), "lang": lang, "k": k, "seed": seed,
-                "target_rows": self.target_rows[lang],
-                "shot_items": self.item_ids(lang, shots), "test_items": self.test_items(lang),
-                "target_text": self.plan.target_text if method.reads_target_text else "none",
-                "oracle_epochs": self.plan.oracle_epochs if method.kind == "oracle" else None}
-
-    def cell_fingerprint(self, method: Method, lang: str, k: int, seed: int) -> str:
-        return fingerprint(self.cell_settings(method, lang, k, seed))
-
-    # ------------------------------------------------------------------ cache
-    def cell_stem(self, method: str, lang: str, k: int, seed: int) -> Path:
-        """The cell's path without its fingerprint: every version of the cell starts with it."""
-        return self.out / "cache" / method / lang / f"k{'all' if k == ALL_ROWS else k}-s{seed}"
-
-    def cache_file(self, method: Method, lang: str, k: int, seed: int) -> Path:
-        stem = self.cell_stem(method.label, lang, k, seed)
-        return stem.with_name(f"{stem.name}-{self.cell_fingerprint(method, lang, k, seed)[:SHORT]}.json")
-
-    def record(self, method: Method, lang: str, k: int, seed: int, scores: dict, **extra: object) -> None:
-        settings = self.cell_settings(method, lang, k, seed)
-        write_record(self.cache_file(method, lang, k, seed), {
-            "method": method.label, "budget": method.multiple, "lang": lang, "k": k, "seed": seed, **scores, **extra,
-            "fingerprint": fingerprint(settings), "model_fingerprint": settings["model"],
-            "target_text": settings["target_text"], "shot_items": settings["shot_items"],
-            "test_items": settings["test_items"]})
-
-    def cells(self, method: Method, lang: str) -> list[tuple[int, int]]:
-        """The (K, seed) runs of a method on a target (K=0 and all-rows runs need one seed)."""
-        return [(k, s) for k in self.plan.shots_for(method)
-                for s in (self.plan.seeds[:1] if k in (0, ALL_ROWS) else self.plan.seeds)]
-
-    def pending(self, method: Method, lang: str) -> list[tuple[int, int]]:
-        return [(k, s) for k, s in self.cells(method, lang) if not self.cache_file(method, lang, k, s).exists()]
-
-    def model_name(self, method: Method) -> str:
-        """The trained model (and train record) a method's cells use: B2 and the oracle build on B1."""
-        if method.kind in ("joint", "joint-ft", "oracle"):
-            return self.joint_name(self.joint_multiple(method))
-        return method.label
-
-    def train_record(self, method: Method) -> Path:
-        return self.out / "cache" / self.model_name(method) / f"train-{self.model_fingerprint(method)[:SHORT]}.json"
-
-    # ------------------------------------------------------------------- data
-    def shots(self, lang: str, k: int, seed: int) -> list[int]:
-        return list(range(len(self.train[lang]))) if k == ALL_ROWS else sample_k_shot(self.train[lang], k, seed)
 
     def examples(self, task: LanguageTask, rows: list[int]) -> list[tuple[str, str]]:
         return [(task.texts[i], self.labels[task.labels[i]]) for i in rows]
@@ -280,15 +151,6 @@ class Benchmark:
                 self.record(method, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
                             target_view=bool(view), adapt=options)
 
-    def item_ids(self, lang: str, rows: list[int]) -> list[str] | list[int]:
-        """Shot sets are saved as item (emoji) ids, which name the same rows in any later run."""
-        ids = self.train[lang].item_ids
-        return rows if ids is None else [ids[i] for i in rows]
-
-    def test_items(self, lang: str) -> list[str] | list[int]:
-        ids = self.test[lang].item_ids
-        return self.test_rows[lang] if ids is None else ids
-
     def adapt_options(self, method: Method, model) -> dict:
         """Adaptation settings: xmeta uses what meta-training chose (its steps on source dev episodes);
         baselines get a learning rate and a number of steps tuned on held-out source data (see
@@ -336,9 +198,6 @@ class Benchmark:
         return {"lr": lr, "steps": steps}
 
     # ----------------------------------------------------------------- models
-    def model_dir(self, method: Method) -> Path:
-        return self.out / "models" / f"{self.model_name(method)}-{self.model_fingerprint(method)[:SHORT]}"
-
     def model_for(self, method: Method):
         if method.kind in ("joint", "joint-ft"):
             return XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
@@ -379,11 +238,6 @@ class Benchmark:
                                                  "example_passes": self.example_passes(method),
                                                  "flags": settings["flags"], "fingerprint": fingerprint(settings)})
         return out
-
-    @staticmethod
-    def joint_name(multiple: float) -> str:
-        """The B1 model (and its train record) a method with this budget builds on."""
-        return "joint" if multiple == 1 else f"joint-{multiple:g}x"
 
     def joint_model(self, method: Method) -> Path:
         """B1: the adapter trained on every source row, selected on source dev rows."""
