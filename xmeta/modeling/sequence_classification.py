@@ -1,7 +1,7 @@
 """`XMetaForSequenceClassification`: frozen encoder + peft LoRA per language + mean-pooled head.
 
-The shared machinery (adapters per language, source bank, encoding, save/load, export) lives in
-`xmeta.modeling.base`; its names stay importable from here.
+The shared machinery (adapters per language, components, encoding, save/load, export) lives in
+`xmeta.modeling.base` and `xmeta.modeling.adapters`; the names below stay importable from here.
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from ..data.collate import encode_texts, flat_texts
 from ..data.texts import checked_label, checked_text, text_batch
 from ..errors import DataError
-from .base import (
-    META_ADAPTER,
-    XMetaModelBase,
-    XMetaPreTrainedModel,
-    check_language_code,
-    is_adapter_tensor,
-)
+from .adapters import is_adapter_tensor
+from .base import XMetaModelBase, XMetaPreTrainedModel
 from .classifier import PooledClassifier
+from .language_codes import META_ADAPTER, check_language_code
 
 __all__ = ["META_ADAPTER", "XMetaForSequenceClassification", "XMetaPreTrainedModel", "check_language_code",
            "is_adapter_tensor"]
