@@ -20,7 +20,8 @@ from ...fileio import read_safetensors
 from ...meta.bank import finalize_bank
 from ..pooling import mean_pool
 from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
-from ..source_attention import PEFT_PREFIX, bank_folder_state, build_source_transfer
+from ..source_attention import build_source_transfer
+from ..source_bank import PEFT_PREFIX, bank_folder_state
 from .base import Component, MetaTrainingRun
 
 BANK_DIR = "bank"
