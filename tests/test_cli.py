@@ -49,6 +49,7 @@ def test_meta_train_adapt_evaluate_predict(tmp_path, meta_model, toy_jsonl, caps
 
 def test_bad_flag_and_unknown_command(capsys):
     assert "invalid int value" in run_error(capsys, ["meta-train", "--out", "x", "--steps", "many"])
+    assert "unrecognized arguments: --bogus 1" in run_error(capsys, ["meta-train", "--out", "x", "--bogus", "1"])
     assert "unknown command" in run_error(capsys, ["train-everything"])
 
 

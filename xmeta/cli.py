@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():  # restores the warning filters and printer afterwards
             _one_line_warnings(name)
-            parsed = parser.parse_args_into_dataclasses(args=rest)
+            *parsed, unknown = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+            if unknown:  # HfArgumentParser raises a ValueError for these: one line, exit 2 instead
+                parser.error(f"unrecognized arguments: {' '.join(unknown)}")
             return run(*parsed)
     except XMetaError as err:
         sys.stderr.write(f"xmeta {name}: error: {err}\n")
