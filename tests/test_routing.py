@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import TOY_WORDS, toy_rows
 from xmeta import XMetaForSequenceClassification
-from xmeta.arguments import EncoderArguments
+from xmeta.train import EncoderArguments
 from xmeta.errors import ArgumentError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.modeling.components.source_attention import SourceAttention

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,50 +45,23 @@ class DataArguments:
 
 
 @dataclass
-class EncoderArguments:
+class BaseEncoderArguments:
+    """The encoder's and its LoRA's flags; `xmeta.train.EncoderArguments` adds each registered component's
+    model flags (`xmeta.modeling.components.with_component_flags`)."""
+
     encoder: str = field(default="embedded", metadata={"help": "'embedded' (multilingual-e5-small), a hub id or a local HF folder"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout on LoRA's input in training and adaptation"})
     max_length: int = field(default=64, metadata={"help": "longest input in tokens"})
     lora_layers: int = field(default=4, metadata={"help": "LoRA in the top N encoder layers (0: all)"})
-    source_attention: Literal["on", "off"] = field(
-        default="off", metadata={"help": "attention over a bank of source-language adapters"})
-    attention_top_k: int = field(default=0, metadata={"help": "source attention keeps the k best sources per token (0: all)"})
-    bank_centering: Literal["on", "off"] = field(default="off", metadata={
-        "help": "source attention mixes each bank adapter minus the bank's mean adapter (what the sources share)"})
-    routing_weight: float = field(default=0.0, metadata={
-        "help": "meta-training adds this times KL(URIEL routing prior || source attention) for each source episode, "
-                "annealed linearly to 0 (0: off)"})
-    routing_temperature: float = field(default=0.1, metadata={"help": "temperature of that URIEL routing prior"})
-    meta_embedding: Literal["on", "off"] = field(
-        default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
     romanize: Literal["auto", "on", "off"] = field(
         default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5%% of its "
                                           "tokens are <unk>; decided once per language and kept in the model"})
-    prototype_head: Literal["on", "off"] = field(
-        default="on", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes "
-                                        "(after meta-training: shrunk toward the source languages'; off: plain FOMAML)"})
-    meta_head: Literal["on", "off"] = field(
-        default="off", metadata={"help": "with the prototype head: add the prototypes to a meta-learned head (a learned "
-                                         "mix); off: they are the head, as in Proto-MAML"})
-    prototype_prior: Literal["per_language", "sources"] = field(
-        default="per_language", metadata={"help": "how far adaptation trusts the source prototypes over a language's "
-                                                  "own examples: estimated per language from the examples' distance "
-                                                  "to the source prototypes, or once from the sources' own scatter"})
 
     def validate(self) -> None:
         if self.lora_layers < 0:
             raise ArgumentError(f"--lora_layers must not be negative (got {self.lora_layers})")
-        if self.attention_top_k < 0:
-            raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
-        if not (self.routing_weight >= 0 and math.isfinite(self.routing_weight)):
-            raise ArgumentError(f"--routing_weight must be a non-negative number (got {self.routing_weight})")
-        if not (self.routing_temperature > 0 and math.isfinite(self.routing_temperature)):
-            raise ArgumentError(f"--routing_temperature must be a positive number (got {self.routing_temperature})")
-        if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
-            flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
-            raise ArgumentError(f"{flag} needs --source_attention on")
         if self.lora_r < 1:
             raise ArgumentError(f"--lora_r must be at least 1 (got {self.lora_r})")
         if self.lora_alpha < 1:

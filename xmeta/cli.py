@@ -14,16 +14,13 @@ from .arguments import (
     BenchmarkCommand,
     CoverageCommand,
     DataArguments,
-    EncoderArguments,
     EvaluateCommand,
     ExplainCommand,
-    MetaTrainCommand,
     PredictCommand,
     PrepareEncoderCommand,
 )
 from .errors import XMetaError, XMetaWarning
 from .version import __version__
-from .meta.trainer import MetaTrainingArguments
 
 USAGE_EXIT = 2
 
@@ -63,8 +60,7 @@ def _commands() -> dict[str, tuple[tuple[type, ...], str, Callable[..., int]]]:
     return {
         "prepare-encoder": ((PrepareEncoderCommand,), "convert the embedded multilingual-e5-small into a cached HF folder",
                             commands.prepare_encoder),
-        "meta-train": ((MetaTrainCommand, DataArguments, EncoderArguments, MetaTrainingArguments),
-                       "first-order MAML over language episodes", train.meta_train),
+        "meta-train": (train.meta_train_arguments(), "first-order MAML over language episodes", train.meta_train),
         "adapt": ((AdaptCommand, DataArguments), "few-shot adaptation to a new language", commands.adapt),
         "evaluate": ((EvaluateCommand, DataArguments), "score a model, or run the K-shot protocol", commands.evaluate),
         "predict": ((PredictCommand,), "labels and scores for texts", commands.predict),

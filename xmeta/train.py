@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig
 
-from .arguments import DEFAULT_TASK, RESUME_DEFAULT, DataArguments, EncoderArguments, MetaTrainCommand, split_list
+from .arguments import DEFAULT_TASK, RESUME_DEFAULT, BaseEncoderArguments, DataArguments, MetaTrainCommand, split_list
 from .data import EpisodeSampler, load_language_tasks, load_task_card
 from .data.files import file_tasks
 from .data.romanize import romanization_needed
@@ -18,10 +18,21 @@ from .distributed import Processes
 from .errors import ArgumentError, DataError
 from .fileio import check_output_folder
 from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps
-from .meta.trainer import MetaTrainer, MetaTrainingArguments
+from .meta.trainer import BaseMetaTrainingArguments, MetaTrainer, MetaTrainingArguments
 from .meta.warm_start import JointWarmStart
 from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
+from .modeling import components as registry
 from .modeling.components import MetaTrainingRun
+
+EncoderArguments = registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__)
+
+
+def meta_train_arguments() -> tuple[type, ...]:
+    """`meta-train`'s argument groups, with the flags of every component registered now."""
+    return (MetaTrainCommand, DataArguments,
+            registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__),
+            registry.with_component_flags("MetaTrainingArguments", BaseMetaTrainingArguments, "training",
+                                          BaseMetaTrainingArguments.__module__))
 
 
 def refuse_existing(out: str, overwrite: bool) -> None:
@@ -30,17 +41,21 @@ def refuse_existing(out: str, overwrite: bool) -> None:
         check_output_folder(out, overwrite)
 
 
-def adapt_steps_setting(value: str, prototype_head: bool) -> int | None:
-    """``--adapt_steps``: a number of steps, or None for auto (chosen on source dev episodes)."""
+def adapt_steps_setting(value: str, config_fields: dict) -> int | None:
+    """``--adapt_steps``: a number of steps, or None for auto (chosen on source dev episodes). 0 needs a
+    component that makes a head without steps (the prototype head) on in ``config_fields``."""
     if value == "auto":
         return None
     try:
         steps = int(value)
     except ValueError:
         raise ArgumentError(f"--adapt_steps must be a number of steps or auto (got {value!r})") from None
-    if steps < (0 if prototype_head else 1):
-        raise ArgumentError(f"--adapt_steps must be at least {0 if prototype_head else 1} "
-                            f"{'' if prototype_head else '(0 needs --prototype_head on) '}(got {value})")
+    stepless = [cls for cls in registry.COMPONENTS if cls.adapts_without_steps]
+    zero_ok = any(config_fields.get(cls.flag) for cls in stepless)
+    if steps < (0 if zero_ok else 1):
+        needs = " or ".join(f"--{cls.flag} on" for cls in stepless)
+        raise ArgumentError(f"--adapt_steps must be at least {0 if zero_ok else 1} "
+                            f"{'' if zero_ok else f'(0 needs {needs}) '}(got {value})")
     return steps
 
 
@@ -48,7 +63,8 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     enc.validate()
     train.validate()
     refuse_existing(cmd.out, cmd.overwrite)
-    adapt_steps = adapt_steps_setting(cmd.adapt_steps, enc.prototype_head == "on")
+    components = {**enc.config_fields(), **train.config_fields()}  # the config fields the components' flags set
+    adapt_steps = adapt_steps_setting(cmd.adapt_steps, components)
     if cmd.train_file:
         tasks = file_tasks(cmd.train_file, data, None)
         if cmd.sources:
@@ -84,12 +100,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     model = model_class.for_labels(
         labels, encoder=enc.encoder, lora=LoraConfig(r=enc.lora_r, lora_alpha=enc.lora_alpha, lora_dropout=enc.lora_dropout),
         max_length=enc.max_length, task=trained_on, source_languages=list(tasks), adapt_steps=DEFAULT_ADAPT_STEPS if adapt_steps is None else adapt_steps,
-        lora_layers=enc.lora_layers, source_attention=enc.source_attention == "on", attention_top_k=enc.attention_top_k,
-        bank_centering=enc.bank_centering == "on", routing_weight=enc.routing_weight,
-        routing_temperature=enc.routing_temperature,
-        meta_embedding=enc.meta_embedding == "on", inner_lr_learned=train.learn_inner_lr, romanize=enc.romanize,
-        prototype_head=enc.prototype_head == "on", prototype_meta_head=enc.meta_head == "on",
-        prototype_prior=enc.prototype_prior,
+        lora_layers=enc.lora_layers, romanize=enc.romanize, **components,
     )
     model.config.romanized_languages = [lang for lang, task in tasks.items()
                                         if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]

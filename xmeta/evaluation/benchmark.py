@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..arguments import RESUME_DEFAULT, DataArguments, EncoderArguments, MetaTrainCommand
+from ..arguments import RESUME_DEFAULT, DataArguments, MetaTrainCommand
 from ..coverage import measure_coverage
 from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_shot
 from ..data.preflight import episode_problems, shot_problems
@@ -30,6 +30,7 @@ from ..encoders import load_encoder, resolve_encoder
 from ..meta.batch import LabelledBatch
 from ..meta.trainer import MetaTrainingArguments
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
+from ..train import EncoderArguments
 from ..trainer_state import TrainerState
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
 from .benchmark_cache import JOINT_LR, PROBE_C_GRID, BenchmarkCache, write_record

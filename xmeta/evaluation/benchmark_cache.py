@@ -13,12 +13,12 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from ..arguments import EncoderArguments
 from ..data import LanguageTask, TaskCard, sample_k_shot
 from ..encoders import resolve_encoder
 from ..fileio import write_json
 from ..meta.trainer import MetaTrainingArguments
 from ..meta.warm_start import JointWarmStart
+from ..train import EncoderArguments
 from ..version import __version__
 from .benchmark_plan import ALL_ROWS, Method, Plan
 from .fingerprint import SHORT, fingerprint, rows_digest, weights_digest

@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from ..arguments import EncoderArguments
+from ..arguments import BaseEncoderArguments
 from ..meta.trainer import MetaTrainingArguments
 from ..fileio import atomic_directory, write_json
 from ..meta.batch import DEFAULT_CHUNK
@@ -73,7 +73,7 @@ class SpeedSettings:
 
     task: str = "cldr-emoji"
     encoder: str = "embedded"
-    max_length: int = EncoderArguments.max_length  # `meta-train`'s truncation length, what the reference pads to
+    max_length: int = BaseEncoderArguments.max_length  # `meta-train`'s truncation length, what the reference pads to
     target: str = "yo"  # the new language of the adaptation timing
     meta_batch: int = MetaTrainingArguments.meta_batch
     k_shot: int = MetaTrainingArguments.k_shot

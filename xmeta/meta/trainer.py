@@ -33,8 +33,9 @@ from .fomaml import FirstOrderMAML, InnerLoop, query_accuracy
 
 
 @dataclass
-class MetaTrainingArguments:
-    """How to meta-train (the command line's ``meta-train`` flags)."""
+class BaseMetaTrainingArguments:
+    """How to meta-train (the command line's ``meta-train`` flags); `MetaTrainingArguments` adds each
+    registered component's training flags."""
 
     steps: int = field(default=100, metadata={"help": "outer (meta) steps"})
     meta_batch: int = field(default=4, metadata={"help": "languages per meta-step"})
@@ -45,23 +46,15 @@ class MetaTrainingArguments:
     inner_steps: int = field(default=3, metadata={"help": "inner-loop SGD steps"})
     head_lr_scale: float = field(default=1.0, metadata={"help": "the head's inner-loop rate is this times --inner_lr"})
     outer_lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate on θ"})
-    meta_embedding_lr: float = field(default=1e-3, metadata={
-        "help": "AdamW learning rate of the meta-embedding layer (1e-2 hurt well-covered targets in "
-                "scripts/meta_embedding_ablation.py)"})
     inner_rate_lr: float = field(default=1e-2, metadata={
         "help": "AdamW learning rate of the learned inner rates' log-scales (with --learn_inner_lr; at the θ rate "
                 "1e-3 they moved 4%% in 40 meta-steps) and of the prototype head's scale"})
-    attention_lr: float = field(default=0.0, metadata={
-        "help": "AdamW learning rate of source attention's query, keys and temperature (0: --outer_lr); with "
-                "--routing_weight, 4 meta-steps at 1e-3 barely move them (tests/test_routing.py)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "meta-gradient clipping"})
     eval_every: int = field(default=25, metadata={"help": "dev-episode score every N steps (0: never)"})
     dev_episodes: int = field(default=8, metadata={"help": "dev episodes per evaluation"})
     checkpoint_every: int = field(default=0, metadata={"help": "save the model to OUT.checkpoint every N steps (0: never)"})
     seed: int = field(default=0, metadata={"help": "seed for episodes and initialisation"})
-    learn_inner_lr: bool = field(default=False, metadata={
-        "help": "meta-learn one inner rate per group of fast weights (first-order Meta-SGD), starting at --inner_lr"})
     chunk_size: int = field(default=DEFAULT_CHUNK, metadata={
         "help": "texts per length-sorted, separately padded chunk of an episode (speed only: same loss)"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast of the forward passes on CUDA (no effect on CPU)"})
@@ -77,17 +70,18 @@ class MetaTrainingArguments:
         for name, value in positive.items():
             if value < 1:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
-        for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr,
-                            "meta_embedding_lr": self.meta_embedding_lr, "inner_rate_lr": self.inner_rate_lr,
+        for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr, "inner_rate_lr": self.inner_rate_lr,
                             "head_lr_scale": self.head_lr_scale}.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ArgumentError(f"--{name} must be a positive number (got {value})")
-        if not (self.attention_lr >= 0 and math.isfinite(self.attention_lr)):
-            raise ArgumentError(f"--attention_lr must be a non-negative number (got {self.attention_lr})")
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
                             "checkpoint_every": self.checkpoint_every, "weight_decay": self.weight_decay}.items():
             if value < 0:
                 raise ArgumentError(f"--{name} must not be negative (got {value})")
+
+
+MetaTrainingArguments = registry.with_component_flags("MetaTrainingArguments", BaseMetaTrainingArguments, "training",
+                                                     __name__)
 
 
 def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:

@@ -1,10 +1,11 @@
 """`Component`: the protocol an optional part of an xmeta model follows (peft tuners style).
 
-Source attention, the meta-embedding, learned inner rates and the prototype head each switch on
-from the config, build their modules, and then answer the same calls from the model, the trainer,
+Source attention, the meta-embedding, learned inner rates and the prototype head each declare
+their `meta-train` flags (`ComponentFlags`) and the config fields those set, switch on from the
+config, build their modules, and then answer the same calls from the model, the trainer,
 checkpoints, model folders and export. Every hook has a do-nothing default, so a component
-implements only what it takes part in, and the model and trainer loop over the attached
-components without naming any (`xmeta.modeling.components` registers them).
+implements only what it takes part in, and the parser, the run, the model and the trainer loop
+over the registered components without naming any (`xmeta.modeling.components` registers them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ import torch
 if TYPE_CHECKING:
     from ...config import XMetaConfig
     from ..base import XMetaModelBase
+
+
+class ComponentFlags:
+    """A component's command-line flags: subclass it as a dataclass whose fields carry their help (and
+    Literal choices). `xmeta.modeling.components.with_component_flags` adds the fields to `meta-train`'s
+    argument groups, so the composite instance is ``self`` here and in `config_fields`."""
+
+    def validate(self) -> None:
+        """Raise an `ArgumentError` naming the flag at fault."""
+
+    def config_fields(self) -> dict[str, Any]:
+        """The config fields the flags set (``--source_attention on`` → ``{"source_attention": True}``)."""
+        return {}
 
 
 @dataclass
@@ -45,6 +59,11 @@ class Component:
     reads_offsets: ClassVar[bool] = False  # `add_inputs` needs the tokenizer's offset mapping
     checkpoint_prefix: ClassVar[str] = ""  # key prefix of `checkpoint_state` in a training checkpoint ("": none)
     optional_state_keys: ClassVar[tuple[str, ...]] = ()  # θ tensors older model folders may lack
+    # its `meta-train` flags that shape the model (parsed with the encoder's, `EncoderArguments`) and those
+    # that only steer meta-training (parsed with the trainer's, `MetaTrainingArguments`)
+    model_flags: ClassVar[type[ComponentFlags] | None] = None
+    training_flags: ClassVar[type[ComponentFlags] | None] = None
+    adapts_without_steps: ClassVar[bool] = False  # when on, 0 adaptation steps still make a new language's head
 
     def __init__(self, module: torch.nn.Module) -> None:
         self.module = module  # what holds the part's tensors

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import ArgumentError
 from ..inner_rates import InnerRates
-from .base import Component
+from .base import Component, ComponentFlags
+
+
+@dataclass
+class InnerRateFlags(ComponentFlags):
+    learn_inner_lr: bool = field(default=False, metadata={
+        "help": "meta-learn one inner rate per group of fast weights (first-order Meta-SGD), starting at --inner_lr"})
+
+    def config_fields(self) -> dict[str, Any]:
+        return {"inner_lr_learned": self.learn_inner_lr}
 
 
 class LearnedInnerRates(Component):
@@ -15,6 +25,7 @@ class LearnedInnerRates(Component):
     name = "inner_rates"
     flag = "inner_lr_learned"
     attribute = "inner_rates"
+    training_flags = InnerRateFlags
 
     @classmethod
     def build(cls, model, network) -> LearnedInnerRates:

@@ -4,13 +4,15 @@ its tensors go to their own file, ``meta_embedding.safetensors`` (`xmeta.modelin
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
 
-from ...errors import ModelFolderError
+from ...errors import ArgumentError, ModelFolderError
 from ...fileio import read_safetensors
 from ...version import __version__
 from ..meta_embedding import CharNgramFeatures, MetaEmbedding
@@ -21,9 +23,29 @@ from ..target_view import (
     load_target_views,
     save_target_views,
 )
-from .base import Component
+from .base import Component, ComponentFlags
 
 WEIGHTS_NAME = "meta_embedding.safetensors"  # the shared layer (n-gram table, projection, gates)
+
+
+@dataclass
+class MetaEmbeddingFlags(ComponentFlags):
+    meta_embedding: Literal["on", "off"] = field(
+        default="off", metadata={"help": "gated character n-gram view of every token, <unk> spans included (see `xmeta coverage`)"})
+
+    def config_fields(self) -> dict[str, Any]:
+        return {"meta_embedding": self.meta_embedding == "on"}
+
+
+@dataclass
+class MetaEmbeddingTrainingFlags(ComponentFlags):
+    meta_embedding_lr: float = field(default=1e-3, metadata={
+        "help": "AdamW learning rate of the meta-embedding layer (1e-2 hurt well-covered targets in "
+                "scripts/meta_embedding_ablation.py)"})
+
+    def validate(self) -> None:
+        if not (self.meta_embedding_lr > 0 and math.isfinite(self.meta_embedding_lr)):
+            raise ArgumentError(f"--meta_embedding_lr must be a positive number (got {self.meta_embedding_lr})")
 
 
 class MetaEmbeddingComponent(Component):
@@ -33,6 +55,8 @@ class MetaEmbeddingComponent(Component):
     flag = "meta_embedding"
     in_network = True
     reads_offsets = True
+    model_flags = MetaEmbeddingFlags
+    training_flags = MetaEmbeddingTrainingFlags
 
     def __init__(self, layer: MetaEmbedding, features: CharNgramFeatures) -> None:
         super().__init__(layer)

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ...meta.source_prototypes import fold_source_prototypes
 from ..prototype_head import SOURCE_KEYS, PrototypeMix
-from .base import Component, MetaTrainingRun
+from .base import Component, ComponentFlags, MetaTrainingRun
+
+
+@dataclass
+class PrototypeHeadFlags(ComponentFlags):
+    prototype_head: Literal["on", "off"] = field(
+        default="on", metadata={"help": "every inner loop and adaptation starts the head from the support's class prototypes "
+                                        "(after meta-training: shrunk toward the source languages'; off: plain FOMAML)"})
+    meta_head: Literal["on", "off"] = field(
+        default="off", metadata={"help": "with the prototype head: add the prototypes to a meta-learned head (a learned "
+                                         "mix); off: they are the head, as in Proto-MAML"})
+    prototype_prior: Literal["per_language", "sources"] = field(
+        default="per_language", metadata={"help": "how far adaptation trusts the source prototypes over a language's "
+                                                  "own examples: estimated per language from the examples' distance "
+                                                  "to the source prototypes, or once from the sources' own scatter"})
+
+    def config_fields(self) -> dict[str, Any]:
+        return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
+                "prototype_prior": self.prototype_prior}
 
 
 class PrototypeHead(Component):
@@ -19,6 +38,8 @@ class PrototypeHead(Component):
     flag = "prototype_head"
     attribute = "prototype_mix"
     optional_state_keys = SOURCE_KEYS  # folders written before the fold: zero offset, no prior
+    model_flags = PrototypeHeadFlags
+    adapts_without_steps = True  # the prototypes alone
 
     @classmethod
     def build(cls, model, network) -> PrototypeHead:

@@ -9,8 +9,11 @@ linearly from ``routing_weight`` at the first outer step to ``routing_weight / s
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import save_file
@@ -22,11 +25,51 @@ from ..pooling import mean_pool
 from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
 from ..source_attention import build_source_transfer
 from ..source_bank import PEFT_PREFIX, bank_folder_state
-from .base import Component, MetaTrainingRun
+from .base import Component, ComponentFlags, MetaTrainingRun
 
 BANK_DIR = "bank"
 KEY_TEXTS = 64  # texts per source language whose mean hidden states initialise the attention's keys
 BANK_SHOTS = 8  # examples per class (sentences, for tagging) for the final adaptation of each source-bank slot
+
+
+@dataclass
+class SourceAttentionFlags(ComponentFlags):
+    source_attention: Literal["on", "off"] = field(
+        default="off", metadata={"help": "attention over a bank of source-language adapters"})
+    attention_top_k: int = field(default=0, metadata={"help": "source attention keeps the k best sources per token (0: all)"})
+    bank_centering: Literal["on", "off"] = field(default="off", metadata={
+        "help": "source attention mixes each bank adapter minus the bank's mean adapter (what the sources share)"})
+    routing_weight: float = field(default=0.0, metadata={
+        "help": "meta-training adds this times KL(URIEL routing prior || source attention) for each source episode, "
+                "annealed linearly to 0 (0: off)"})
+    routing_temperature: float = field(default=0.1, metadata={"help": "temperature of that URIEL routing prior"})
+
+    def validate(self) -> None:
+        if self.attention_top_k < 0:
+            raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
+        if not (self.routing_weight >= 0 and math.isfinite(self.routing_weight)):
+            raise ArgumentError(f"--routing_weight must be a non-negative number (got {self.routing_weight})")
+        if not (self.routing_temperature > 0 and math.isfinite(self.routing_temperature)):
+            raise ArgumentError(f"--routing_temperature must be a positive number (got {self.routing_temperature})")
+        if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
+            flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
+            raise ArgumentError(f"{flag} needs --source_attention on")
+
+    def config_fields(self) -> dict[str, Any]:
+        return {"source_attention": self.source_attention == "on", "attention_top_k": self.attention_top_k,
+                "bank_centering": self.bank_centering == "on", "routing_weight": self.routing_weight,
+                "routing_temperature": self.routing_temperature}
+
+
+@dataclass
+class SourceAttentionTrainingFlags(ComponentFlags):
+    attention_lr: float = field(default=0.0, metadata={
+        "help": "AdamW learning rate of source attention's query, keys and temperature (0: --outer_lr); with "
+                "--routing_weight, 4 meta-steps at 1e-3 barely move them (tests/test_routing.py)"})
+
+    def validate(self) -> None:
+        if not (self.attention_lr >= 0 and math.isfinite(self.attention_lr)):
+            raise ArgumentError(f"--attention_lr must be a non-negative number (got {self.attention_lr})")
 
 
 class SourceAttention(Component):
@@ -38,6 +81,8 @@ class SourceAttention(Component):
     checkpoint_prefix = "bank."  # the bank's slots: refreshed state, though not parameters
     optional_state_keys = ("source_transfer.attention.routing_prior",  # folders from before routing
                            "source_transfer.attention.query_centres")
+    model_flags = SourceAttentionFlags
+    training_flags = SourceAttentionTrainingFlags
 
     def __init__(self, module, routing_weight: float = 0.0) -> None:
         super().__init__(module)
