@@ -14,51 +14,31 @@ import gc
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..arguments import RESUME_DEFAULT, DataArguments, MetaTrainCommand
+from ..arguments import BaseEncoderArguments
 from ..coverage import measure_coverage
 from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_shot
 from ..data.preflight import episode_problems, shot_problems
 from ..data.romanize import romanize_targets
 from ..encoders import load_encoder, resolve_encoder
 from ..meta.batch import LabelledBatch
-from ..meta.trainer import MetaTrainingArguments
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
-from ..train import EncoderArguments
-from ..trainer_state import TrainerState
 from .baselines import FrozenEncoderProbe, score_batch, supervised_finetune
-from .benchmark_cache import JOINT_LR, PROBE_C_GRID, BenchmarkCache, write_record
+from .benchmark_cache import JOINT_LR, PROBE_C_GRID, write_record
+from .benchmark_models import BenchmarkModels, pooled_sample, stratified_rows
 from .benchmark_plan import ALL_ROWS, Method, Plan, check_budgets
-from .fingerprint import fingerprint
 
 SCRATCH = "bench"  # adapter name for one adaptation, dropped after scoring
 
 
-def stratified_rows(task: LanguageTask, per_class: int, seed: int) -> list[int]:
-    """At most ``per_class`` rows of each label, drawn by ``seed`` (test and dev subsamples)."""
-    rng = np.random.default_rng(seed)
-    rows: list[int] = []
-    for members in task.by_label().values():
-        rows += rng.choice(members, size=min(per_class, len(members)), replace=False).tolist()
-    return sorted(rows)
-
-
-def pooled_sample(tasks: dict[str, LanguageTask], per_class: int) -> tuple[list[str], list[int]]:
-    """Texts and labels of a stratified sample of every language, pooled (source training and dev data)."""
-    rows = {lang: stratified_rows(task, per_class, seed=0) for lang, task in tasks.items()}
-    return ([tasks[lang].texts[i] for lang in rows for i in rows[lang]],
-            [tasks[lang].labels[i] for lang in rows for i in rows[lang]])
-
-
-class Benchmark(BenchmarkCache):
-    """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models), every
-    file named by the fingerprint of its settings (`BenchmarkCache`)."""
+class Benchmark(BenchmarkModels):
+    """Runs a `Plan` into ``out`` (``out/cache``: numbers; ``out/models``: trained models, `BenchmarkModels`),
+    every file named by the fingerprint of its settings (`BenchmarkCache`)."""
 
     def __init__(self, plan: Plan, out: Path, task: str, encoder: str) -> None:
         self.plan, self.out, self.task, self.encoder = plan, out, task, encoder
@@ -93,11 +73,6 @@ class Benchmark(BenchmarkCache):
         problems += shot_problems(self.train.values(), "train", max_k, f"K={max_k} shots")
         problems += shot_problems(self.full_test.values(), "test", 1, "macro-F1 over every label")
         return problems
-
-    @property
-    def dev_episodes(self) -> int:
-        """Meta-training draws its dev episodes from distinct source languages (unused: eval_every=0)."""
-        return min(MetaTrainingArguments.dev_episodes, len(self.sources))
 
     def examples(self, task: LanguageTask, rows: list[int]) -> list[tuple[str, str]]:
         return [(task.texts[i], self.labels[task.labels[i]]) for i in rows]
@@ -198,74 +173,6 @@ class Benchmark(BenchmarkCache):
                               "pseudo_targets": self.tuning_langs(), "k": self.plan.tuning_k})
         return {"lr": lr, "steps": steps}
 
-    # ----------------------------------------------------------------- models
-    def model_for(self, method: Method):
-        if method.kind in ("joint", "joint-ft"):
-            return XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
-        if method.kind == "target-only":
-            torch.manual_seed(0)
-            return self.fresh_model()
-        return XMetaForSequenceClassification.from_pretrained(self.meta_trained(method))
-
-    def fresh_model(self) -> XMetaForSequenceClassification:
-        return XMetaForSequenceClassification.for_labels(
-            self.labels, encoder=self.encoder, task=self.card.name, source_languages=self.sources,
-            adapt_steps=self.plan.adapt_steps, max_length=EncoderArguments.max_length)
-
-    def meta_trained(self, method: Method) -> Path:
-        """Meta-train through the same code as `xmeta meta-train` (resuming its checkpoint)."""
-        from ..train import meta_train
-
-        out = self.model_dir(method)
-        if (out / "config.json").exists():
-            return out
-        resume = RESUME_DEFAULT if Path(f"{out}.checkpoint").exists() else ""
-        cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.xmeta_adapt_steps, overwrite=True, resume=resume)
-        settings = self.model_settings(method)
-        training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
-                                         k_shot=self.plan.k_shot, k_query=self.plan.k_query,
-                                         inner_steps=self.plan.inner_steps, eval_every=0, checkpoint_every=10,
-                                         dev_episodes=self.dev_episodes, seed=0, **method.training_flags,
-                                         **({"joint_steps": settings["joint_steps"]} if method.warm_start else {}))
-        start = time.perf_counter()
-        meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
-                   training)
-        config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-        write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
-                                                 "adapt_steps": config["adapt_steps"],
-                                                 "adapt_steps_dev": TrainerState.read(out).adapt_steps or None,
-                                                 "meta_steps": settings["meta_steps"], "resumed": bool(resume),
-                                                 "joint_steps": settings.get("joint_steps", 0),
-                                                 "example_passes": self.example_passes(method),
-                                                 "flags": settings["flags"], "fingerprint": fingerprint(settings)})
-        return out
-
-    def joint_model(self, method: Method) -> Path:
-        """B1: the adapter trained on every source row, selected on source dev rows."""
-        out = self.model_dir(method)
-        if (out / "config.json").exists():
-            return out
-        torch.manual_seed(0)
-        model = self.fresh_model()
-        texts = [t for task in self.source_train.values() for t in task.texts]
-        labels = [y for task in self.source_train.values() for y in task.labels]
-        dev = self.source_dev_batch(model)
-        settings = self.model_settings(method)
-        steps = settings["steps"]
-        result = supervised_finetune(model, texts, labels, steps=steps, batch_size=self.plan.joint_batch, lr=JOINT_LR,
-                                     dev=lambda: score_batch(model, dev, META_ADAPTER)["accuracy"],
-                                     eval_every=max(1, steps // 8), desc="joint (B1)")
-        model.save_pretrained(out)
-        write_record(self.train_record(method), {"seconds": round(result.seconds, 1), **asdict(result),
-                                                 "example_passes": self.example_passes(method),
-                                                 "fingerprint": fingerprint(settings)})
-        return out
-
-    def source_dev_batch(self, model) -> LabelledBatch:
-        texts, labels = pooled_sample(self.source_dev, self.plan.dev_per_class)
-        with torch.inference_mode():
-            return LabelledBatch.build(model, texts, labels)
-
     def run_oracle(self, method: Method) -> None:
         """B1 fine-tuned on all of the target's training rows (AdamW, fixed epochs: no target dev data)."""
         model = XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
@@ -285,7 +192,7 @@ class Benchmark(BenchmarkCache):
         """B4: sources' features (a stratified sample per language) plus the K target examples,
         the latter weighted so they count as much as one source language."""
         encoder, tokenizer = load_encoder(resolve_encoder(self.encoder))
-        probe = FrozenEncoderProbe(encoder, tokenizer, resolve_encoder(self.encoder).prefix, EncoderArguments.max_length)
+        probe = FrozenEncoderProbe(encoder, tokenizer, resolve_encoder(self.encoder).prefix, BaseEncoderArguments.max_length)
         start = time.perf_counter()
         src_texts, src_y = pooled_sample(self.source_train, self.plan.probe_per_class)
         src_x = probe.features(src_texts)
