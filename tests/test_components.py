@@ -1,12 +1,14 @@
 """The component protocol: a part registered in one line (here, in the test) is built, trained at its own
-rate, checkpointed, resumed, saved and loaded by the unchanged model, trainer and folder code, and a
-meta-training run calls its hooks before and after training."""
+rate, checkpointed, resumed, saved and loaded by the unchanged model, trainer and folder code, a
+meta-training run calls its hooks before and after training, and `meta-train` takes its own flags."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -17,21 +19,35 @@ from tests.conftest import TOY_WORDS, toy_rows
 from tests.test_fomaml import _model
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import EpisodeSampler, LabelMap, LanguageTask
+from xmeta.errors import ArgumentError
 from xmeta.meta import MetaTrainer, MetaTrainingArguments
 from xmeta.meta.checkpoint import PARAMS_NAME
 from xmeta.modeling import components as registry
-from xmeta.modeling.components import Component
+from xmeta.modeling.components import Component, ComponentFlags
 
 TOY_LR = 0.0123
 COUNTS_NAME = "toy_counts.json"
 
 
 class LogitGain(nn.Module):
-    """A learned gain on the logits: a slow weight, 1 (no change) at init."""
+    """A learned gain on the logits: a slow weight, ``start`` at init (1: no change)."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: float = 1.0) -> None:
         super().__init__()
-        self.gain = nn.Parameter(torch.ones(()))
+        self.gain = nn.Parameter(torch.tensor(start))
+
+
+@dataclass
+class ToyGainFlags(ComponentFlags):
+    toy_gain: Literal["on", "off"] = field(default="off", metadata={"help": "scale the logits by a learned gain"})
+    toy_gain_start: float = field(default=1.0, metadata={"help": "the gain's value before meta-training"})
+
+    def validate(self) -> None:
+        if not self.toy_gain_start > 0:
+            raise ArgumentError(f"--toy_gain_start must be positive (got {self.toy_gain_start})")
+
+    def config_fields(self) -> dict[str, Any]:
+        return {"toy_gain": self.toy_gain == "on", "toy_gain_start": self.toy_gain_start}
 
 
 class ToyGain(Component):
@@ -41,6 +57,7 @@ class ToyGain(Component):
     flag = "toy_gain"
     attribute = "logit_gain"
     checkpoint_prefix = "toy."
+    model_flags = ToyGainFlags
 
     def __init__(self, module: LogitGain) -> None:
         super().__init__(module)
@@ -49,7 +66,7 @@ class ToyGain(Component):
 
     @classmethod
     def build(cls, model, network) -> ToyGain:
-        model.logit_gain = LogitGain()
+        model.logit_gain = LogitGain(getattr(model.config, "toy_gain_start", 1.0))
         model.peft.register_forward_hook(lambda _module, _args, logits: logits * model.logit_gain.gain)
         return cls(model.logit_gain)
 
@@ -144,7 +161,7 @@ def test_a_component_that_is_off_is_none_and_has_no_group(registered, tiny_encod
 
 
 class ToyGainAlwaysOn(ToyGain):
-    """The toy part in every model (`meta-train` has no flag for it)."""
+    """The toy part in every model (whatever its flag says)."""
 
     @classmethod
     def enabled(cls, config) -> bool:
@@ -162,3 +179,40 @@ def test_meta_training_calls_each_component_before_and_after_training(monkeypatc
     hooks = json.loads((tmp_path / "m" / COUNTS_NAME).read_text(encoding="utf-8"))["hooks"]
     # before: on the fresh model; after: once, on the trained θ (2 steps × 2 episodes), before the save
     assert hooks == [["before", 0, ["aa", "bb", "cc"], 5, 2], ["after", 4, ["aa", "bb", "cc"], 5, 2]]
+
+
+def _meta_train(train, encoder, out, *flags: str) -> int:
+    from xmeta.cli import main
+
+    return main(["meta-train", "--train_file", str(train), "--encoder", str(encoder), "--out", str(out), "--steps", "1",
+                 "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--eval_every", "0", "--lora_r", "2",
+                 "--adapt_steps", "1", *flags])
+
+
+def test_meta_train_takes_a_registered_components_flags_into_the_model_config(registered, tiny_encoder_dir, toy_jsonl,
+                                                                               tmp_path, capsys):
+    from xmeta.cli import main
+
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=4, name="train.jsonl")
+    assert _meta_train(train, tiny_encoder_dir, tmp_path / "m", "--toy_gain", "on", "--toy_gain_start", "0.5") == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text(encoding="utf-8"))
+    assert config["toy_gain"] is True and config["toy_gain_start"] == 0.5
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert list(loaded.components) == ["prototype_head", "toy_gain"]
+    assert 0.3 < loaded.logit_gain.gain.item() < 0.7  # started at the flag's 0.5, then one meta-step at its own rate
+
+    with pytest.raises(SystemExit):
+        main(["meta-train", "--help"])
+    assert "--toy_gain {on,off}" in capsys.readouterr().out
+    capsys.readouterr()
+    assert _meta_train(train, tiny_encoder_dir, tmp_path / "bad", "--toy_gain", "on", "--toy_gain_start", "0") == 2
+    assert capsys.readouterr().err.strip() == "xmeta meta-train: error: --toy_gain_start must be positive (got 0.0)"
+
+
+def test_an_unregistered_components_flag_is_refused(tiny_encoder_dir, toy_jsonl, tmp_path, capsys):
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=4, name="train.jsonl")
+    with pytest.raises(SystemExit) as exc:
+        _meta_train(train, tiny_encoder_dir, tmp_path / "m", "--toy_gain", "on")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--toy_gain" in err
