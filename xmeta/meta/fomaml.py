@@ -44,7 +44,6 @@ def batch_loss(model: torch.nn.Module, weights: FastWeights, batch: LabelledBatc
     return torch.nn.functional.cross_entropy(logits, batch.labels), logits
 
 
-
 def query_accuracy(model: torch.nn.Module, inner: InnerLoop, support: LabelledBatch, query: LabelledBatch) -> float:
     """Accuracy on ``query`` after ``inner`` adapted the model's fast weights on ``support`` (θ unchanged)."""
     with torch.enable_grad():
@@ -52,6 +51,7 @@ def query_accuracy(model: torch.nn.Module, inner: InnerLoop, support: LabelledBa
     with torch.inference_mode():
         _, logits = batch_loss(model, fast, query)
     return (logits.argmax(-1) == query.labels).float().mean().item()
+
 
 @dataclass
 class InnerLoop:

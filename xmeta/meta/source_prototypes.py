@@ -35,11 +35,13 @@ def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.T
 
 @dataclass
 class SourcePrior:
-    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, and w (see `prior_rows`)."""
+    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, and w (see `prior_rows`);
+    each language's centred class means, in the order given (the adapt-step selection's leave-one-out priors)."""
 
     means: torch.Tensor
     rows: float
     within: float
+    language_means: list[torch.Tensor]
 
 
 def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> SourcePrior:
@@ -54,7 +56,7 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     scatter to measure, τ = 0 (the support's prototypes alone)."""
     per_language = [class_means(f, y, num_labels) for f, y in zip(features, labels)]
     if len(per_language) < 2:
-        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0)
+        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0, [c for c, _, _ in per_language])
     present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
     stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
     pooled = pool_language_means(stacked, present)
@@ -69,7 +71,7 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     counts = torch.stack([counts for _, _, counts in per_language]).clamp(min=1)
     scatter = ((stacked - pooled) ** 2).sum(-1) / dims / centring - w / counts
     b = float((scatter * present).sum() / present.sum())
-    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w)
+    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w, list(stacked))
 
 
 def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
@@ -132,5 +134,4 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     mix.prior_rows.fill_(min(prior.rows, MAX_PRIOR_ROWS))
     mix.within_variance.fill_(prior.within)
     model.use_language(previous)
-    return SourceFold(int(sum(len(x) for x in labels)),
-                      {lang: class_means(f, y, model.config.num_labels)[0] for lang, f, y in zip(langs, features, labels)})
+    return SourceFold(int(sum(len(x) for x in labels)), dict(zip(langs, prior.language_means)))
