@@ -10,7 +10,8 @@ import torch
 from tests.test_prototype_head import _model
 from tests.test_source_prototypes import _tasks, _trained_like
 from xmeta.data import EpisodeSampler
-from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps
+from xmeta.adapt import steps_for_support
+from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps, selection_shots
 from xmeta.meta.source_prototypes import fold_source_prototypes
 
 
@@ -74,3 +75,31 @@ def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_enco
     scores = {int(steps): accuracy for steps, accuracy in state["adapt_steps"].items()}
     assert set(scores) == {0, 1, 3, 10}
     assert config["adapt_steps"] == max(scores, key=lambda steps: (scores[steps], -steps))  # ties: fewer steps
+    # one choice per support size up to the meta-training k_shot (4): 1 and 4 rows per class
+    by_shots = state["adapt_steps_by_shots"]
+    assert set(by_shots) == {"1", "4"} and by_shots["4"] == state["adapt_steps"]
+    for k, accuracy in by_shots.items():
+        assert config["adapt_steps_by_shots"][k] == int(max(accuracy, key=lambda s: (accuracy[s], -int(s))))
+
+
+def test_support_sizes_chosen_for():
+    assert selection_shots(4) == [1, 4] and selection_shots(1) == [1] and selection_shots(2) == [1, 2]
+
+
+def test_adapt_takes_the_steps_chosen_for_its_support_size():
+    by_shots = {"1": 0, "4": 3}
+    assert steps_for_support(by_shots, 1, 10) == 0
+    assert steps_for_support(by_shots, 2.5, 10) == 0  # the largest size at or below: 1
+    assert steps_for_support(by_shots, 4, 10) == 3 and steps_for_support(by_shots, 16, 10) == 3
+    assert steps_for_support({"2": 1, "4": 3}, 1, 10) == 1  # below every size: the smallest size's
+    assert steps_for_support({}, 16, 10) == 10  # no choice per size (older folders, --adapt_steps N)
+
+
+def test_adapt_uses_the_choice_for_its_rows_per_class(tiny_encoder_dir):
+    model = _model(tiny_encoder_dir, prototype_head=True)
+    model.config.adapt_steps, model.config.adapt_steps_by_shots = 3, {"1": 0, "2": 1}
+    one = [("cat dog", "animal"), ("ship train", "travel"), ("bread soup", "food")]
+    two = one + [("cow hen", "animal"), ("car bus", "travel"), ("rice tea", "food")]
+    assert model.adapt(one, lang="yo").steps == 0
+    assert model.adapt(two, lang="ig").steps == 1
+    assert model.adapt(two, lang="zu", steps=5).steps == 5  # an explicit number wins

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import median
 
 import torch
 
@@ -25,6 +27,16 @@ class AdaptationResult:
     support_loss: float
 
 
+def steps_for_support(by_shots: Mapping[str, int], rows_per_class: float, default: int) -> int:
+    """The steps chosen for the largest support size at or below ``rows_per_class`` (the smallest size's
+    below all of them); ``default`` without a choice per size."""
+    sizes = sorted(int(k) for k in by_shots)
+    if not sizes:
+        return default
+    fitting = [k for k in sizes if k <= rows_per_class]
+    return by_shots[str(fitting[-1] if fitting else sizes[0])]
+
+
 def adapt_language(
     model,
     examples: Sequence[tuple] | Sequence[Mapping],
@@ -41,8 +53,9 @@ def adapt_language(
 
     Uses the same SGD inner loop the model was meta-trained with (same learning rate, or the
     learned per-group rates unless ``lr`` is given; with ``config.prototype_head``, the head starts from
-    the examples' class prototypes), for ``config.adapt_steps`` steps unless told otherwise: θ was
-    learned to be a good start for exactly this procedure.
+    the examples' class prototypes), for the steps meta-training chose on source dev episodes with as many
+    examples per class (``config.adapt_steps_by_shots``, else ``config.adapt_steps``) unless told otherwise:
+    θ was learned to be a good start for exactly this procedure.
 
     ``train_meta_embedding`` (default ``config.meta_embedding_adapt``) gives ``lang`` its own target
     view of the meta-embedding, a unigram model trained on the examples' text plus ``target_text``
@@ -64,7 +77,9 @@ def adapt_language(
     if missing and not allow_missing_labels:
         raise DataError(f"adapt {lang}: no examples of label(s) {', '.join(missing)}; give examples of every label "
                         "or pass --allow_missing_labels (allow_missing_labels=True)")
-    steps = model.config.adapt_steps if steps is None else steps
+    if steps is None:  # the steps meta-training chose for this many rows per class (tagging: its one choice)
+        per_class = median(Counter(labels).values()) if given is not None else 0
+        steps = steps_for_support(model.config.adapt_steps_by_shots, per_class, model.config.adapt_steps)
     rates = model.inner_rates if lr is None else None
     lr = model.config.inner_lr if lr is None else lr
     if steps < (0 if model.prototype_mix is not None else 1):  # 0 steps: the shrunk prototypes alone

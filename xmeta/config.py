@@ -62,6 +62,7 @@ class XMetaConfig(PretrainedConfig):
     prototype_prior: str = "sources"  # per_language | sources: the weight of the source prior (modeling.prototype_head)
     head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'
     adapt_steps: int = 10
+    adapt_steps_by_shots: dict[str, int] = field(default_factory=dict)  # rows per class -> steps (meta.adapt_steps)
     romanize: str = "off"  # auto | on | off: how a language not yet decided is decided (see data.romanize)
     romanized_languages: list[str] = field(default_factory=list)  # languages whose texts are read romanised
     task: str | None = None

@@ -17,7 +17,7 @@ from .data.tagging_task import SentenceEpisodeSampler, TaggingTask
 from .distributed import Processes
 from .errors import ArgumentError, DataError
 from .fileio import check_output_folder
-from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps
+from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps, selection_shots
 from .meta.trainer import BaseMetaTrainingArguments, MetaTrainer, MetaTrainingArguments
 from .meta.warm_start import JointWarmStart
 from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
@@ -130,9 +130,17 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     state.dev = {"episode_accuracy": round(best.score, 4), "best_step": best.step} if best else {}
     state.log_history = [asdict(log) for log in history]
     if adapt_steps is None and dev_sampler is not None:  # auto: chosen on source dev episodes
-        model.config.adapt_steps, accuracy = select_adapt_steps(
-            model, dev_sampler, run.language_means, chunk_size=train.chunk_size)
+        samplers = {train.k_shot: dev_sampler}
+        if not tagging:  # one choice per support size (rows per class); a tagging episode is K sentences
+            samplers |= {k: EpisodeSampler(dev_tasks, n_way, k, train.k_query, seed=train.seed + 1 + k)
+                         for k in selection_shots(train.k_shot) if k != train.k_shot}
+        choices = {k: select_adapt_steps(model, s, run.language_means, chunk_size=train.chunk_size)
+                   for k, s in sorted(samplers.items())}
+        model.config.adapt_steps, accuracy = choices[train.k_shot]
+        model.config.adapt_steps_by_shots = {str(k): best for k, (best, _) in choices.items()} if len(choices) > 1 else {}
         state.adapt_steps = {str(s): round(a, 4) for s, a in accuracy.items()}
+        state.adapt_steps_by_shots = {str(k): {str(s): round(a, 4) for s, a in acc.items()}
+                                      for k, (_, acc) in choices.items()}
     state.warm_start = trainer.warm_start
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     step_seconds = sorted(h.seconds for h in history)[len(history) // 2]

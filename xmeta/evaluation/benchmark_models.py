@@ -83,6 +83,7 @@ class BenchmarkModels(BenchmarkCache):
         config = json.loads((out / "config.json").read_text(encoding="utf-8"))
         write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
                                                  "adapt_steps": config["adapt_steps"],
+                                                 "adapt_steps_by_shots": config.get("adapt_steps_by_shots") or None,
                                                  "adapt_steps_dev": TrainerState.read(out).adapt_steps or None,
                                                  "meta_steps": settings["meta_steps"], "resumed": bool(resume),
                                                  "joint_steps": settings.get("joint_steps", 0),

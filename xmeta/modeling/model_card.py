@@ -6,6 +6,15 @@ from ..config import XMetaConfig
 from ..trainer_state import TrainerState
 
 
+def adaptation_steps(config: XMetaConfig) -> str:
+    """"10 steps", or with a choice per support size "0 steps at 1 example per class, 3 at 4 or more"."""
+    sizes = sorted(config.adapt_steps_by_shots.items(), key=lambda kv: int(kv[0]))
+    if not sizes:
+        return f"{config.adapt_steps} steps"
+    parts = [f"{steps} at {k} example{'s' * (k != '1')} per class" for k, steps in sizes[:-1]]
+    return f"{', '.join(parts)}, {sizes[-1][1]} at {sizes[-1][0]} or more (steps)"
+
+
 def model_card(config: XMetaConfig, state: TrainerState) -> str:
     sources = ", ".join(config.source_languages) or "none recorded"
     adapted = ", ".join(config.adapted_languages) or "none yet"
@@ -21,7 +30,7 @@ def model_card(config: XMetaConfig, state: TrainerState) -> str:
         f"- LoRA: r={config.lora.r}, alpha={config.lora.lora_alpha}, targets {', '.join(sorted(config.lora.target_modules))}",
         f"- Meta-trained on: {sources}",
         f"- Adapted languages (one peft adapter each under `adapters/`): {adapted}",
-        f"- Inner loop: {config.inner_steps} SGD steps at lr {config.inner_lr}; adaptation: {config.adapt_steps} steps",
+        f"- Inner loop: {config.inner_steps} SGD steps at lr {config.inner_lr}; adaptation: {adaptation_steps(config)}",
         "",
         "```python",
         "from xmeta import XMetaForSequenceClassification",
