@@ -67,4 +67,9 @@ def test_resume_from_named_folder_and_longer_run(tmp_path, tiny_encoder_dir, toy
     longer = argv(train, tiny_encoder_dir, tmp_path / "b", "--resume", str(tmp_path / "a.checkpoint"))
     longer[longer.index("--steps") + 1] = "6"
     assert main(longer) == 0
-    assert json.loads((tmp_path / "b.checkpoint" / STATE_NAME).read_text())["step"] == 6
+    state = json.loads((tmp_path / "b.checkpoint" / STATE_NAME).read_text())
+    assert state["step"] == 6
+    # a resumed run's time counts the steps its checkpoint already holds
+    from xmeta.meta.checkpoint import checkpoint_seconds
+    assert checkpoint_seconds(tmp_path / "b.checkpoint") == pytest.approx(sum(h["seconds"] for h in state["history"]))
+    assert len(state["history"]) == 6 and checkpoint_seconds(tmp_path / "b.checkpoint") > 0

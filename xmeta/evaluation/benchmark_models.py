@@ -15,6 +15,7 @@ import torch
 from ..arguments import RESUME_DEFAULT, BaseEncoderArguments, DataArguments, MetaTrainCommand
 from ..data import LanguageTask
 from ..meta.batch import LabelledBatch
+from ..meta.checkpoint import checkpoint_seconds
 from ..meta.trainer import MetaTrainingArguments
 from ..modeling import META_ADAPTER, XMetaForSequenceClassification
 from ..train import EncoderArguments, meta_train
@@ -77,11 +78,12 @@ class BenchmarkModels(BenchmarkCache):
                                          inner_steps=self.plan.inner_steps, eval_every=0, checkpoint_every=10,
                                          dev_episodes=self.dev_episodes, seed=0, **method.training_flags,
                                          **({"joint_steps": settings["joint_steps"]} if method.warm_start else {}))
+        earlier = checkpoint_seconds(Path(f"{out}.checkpoint")) if resume else 0.0
         start = time.perf_counter()
         meta_train(cmd, DataArguments(task=self.task), EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                    training)
         config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-        write_record(self.train_record(method), {"seconds": round(time.perf_counter() - start, 1),
+        write_record(self.train_record(method), {"seconds": round(earlier + time.perf_counter() - start, 1),
                                                  "adapt_steps": config["adapt_steps"],
                                                  "adapt_steps_by_shots": config.get("adapt_steps_by_shots") or None,
                                                  "adapt_steps_dev": TrainerState.read(out).adapt_steps or None,

@@ -160,3 +160,10 @@ def load_checkpoint(directory: Path, trainer) -> None:
         n: tensors[f"{BEST_PREFIX}{n}"].to(p.device) for n, p in own.items()})
     trainer.warm_start = state.get("warm_start")
     _restore_rng(tensors, state)
+
+
+def checkpoint_seconds(directory: Path) -> float:
+    """Seconds of work a checkpoint holds (its meta-steps and its warm-start stage): what a run resumed from
+    it does not redo, so that the run's time can count them."""
+    state = read_state(directory)
+    return sum(log["seconds"] for log in state["history"]) + (state.get("warm_start") or {}).get("seconds", 0.0)
