@@ -404,3 +404,18 @@ def test_report_only_card_keys_leave_the_fingerprints_alone(tmp_path):
     stray.write_text(text.replace("report_separately: [chr]", "report_separately: [de]"))
     with pytest.raises(TaskCardError, match="'de' in languages.report_separately is not a target"):
         load_task_card(str(stray))
+
+
+def test_a_mean_over_fewer_seeds_than_the_plan_says_how_many():
+    from types import SimpleNamespace
+
+    from xmeta.evaluation.benchmark_plan import ALL_ROWS
+    from xmeta.evaluation.benchmark_report import BenchmarkReport
+
+    five = SimpleNamespace(plan=SimpleNamespace(seeds=[0, 1, 2, 3, 4]))
+    assert BenchmarkReport.mean_text(five, (0.5211, 0.004, 5), 4) == "0.521 ± 0.004"
+    assert BenchmarkReport.mean_text(five, (0.5211, 0.004, 3), 4) == "0.521 ± 0.004 (3 seeds)"
+    assert BenchmarkReport.mean_text(five, (0.5211, 0.0, 1), 16) == "0.521 (1 seed)"
+    assert BenchmarkReport.mean_text(five, (0.462, 0.0, 1), 0) == "0.462"  # K=0 is one deterministic run
+    assert BenchmarkReport.mean_text(five, (0.516, 0.0, 1), ALL_ROWS) == "0.516"
+    assert BenchmarkReport.mean_text(five, None, 4) == ""

@@ -104,10 +104,19 @@ class BenchmarkReport:
             cells = []
             for k in ks:
                 value = self.target_mean(m.name, k, langs)
-                cells.append("" if value is None else f"{value[0]:.3f} ± {value[1]:.3f}" if value[2] > 1 else f"{value[0]:.3f}")
+                cells.append(self.mean_text(value, k))
             seconds = self.train_seconds(m)
             lines.append(f"| {m.name} | " + " | ".join(cells) + f" | {'' if seconds is None else f'{seconds:.0f}'} |")
         return "\n".join(lines) + "\n"
+
+    def mean_text(self, value: tuple[float, float, int] | None, k: int) -> str:
+        """"0.521 ± 0.004"; a mean over fewer shot seeds than the plan's says how many ("… (3 seeds)")."""
+        if value is None:
+            return ""
+        text = f"{value[0]:.3f}" if value[2] == 1 else f"{value[0]:.3f} ± {value[1]:.3f}"
+        if k not in (0, ALL_ROWS) and value[2] < len(self.plan.seeds):
+            text += f" ({value[2]} seed{'s' * (value[2] != 1)})"
+        return text
 
     def per_target(self, k: int) -> str:
         methods = [m for m in self.plan.methods if k in self.shots(m)]
