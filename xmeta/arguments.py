@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -9,6 +10,12 @@ from .errors import ArgumentError
 
 DEFAULT_TASK = "cldr-emoji"  # the task card when neither --task nor the model names one
 RESUME_DEFAULT = "OUT.checkpoint"  # `--resume` with no folder: the run's own checkpoint
+
+
+def require_number(flag: str, value: float, zero_ok: bool = False) -> None:
+    """``--flag`` must be a finite positive number (``zero_ok``: non-negative), else one `ArgumentError` naming it."""
+    if not (math.isfinite(value) and (value >= 0 if zero_ok else value > 0)):
+        raise ArgumentError(f"--{flag} must be a {'non-negative' if zero_ok else 'positive'} number (got {value})")
 
 
 def split_list(value: str, flag: str) -> list[str]:

@@ -18,21 +18,23 @@ from .distributed import Processes
 from .errors import ArgumentError, DataError
 from .fileio import check_output_folder
 from .meta.adapt_steps import DEFAULT_ADAPT_STEPS, select_adapt_steps, selection_shots
-from .meta.trainer import BaseMetaTrainingArguments, MetaTrainer, MetaTrainingArguments
+from .meta.trainer import MetaTrainer, MetaTrainingArguments, meta_training_arguments
 from .meta.warm_start import JointWarmStart
 from .modeling import XMetaForSequenceClassification, XMetaForTokenClassification
 from .modeling import components as registry
 from .modeling.components import MetaTrainingRun
 
-EncoderArguments = registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__)
+def encoder_arguments() -> type:
+    """`BaseEncoderArguments` with the model flags of every component registered now."""
+    return registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__)
+
+
+EncoderArguments = encoder_arguments()
 
 
 def meta_train_arguments() -> tuple[type, ...]:
     """`meta-train`'s argument groups, with the flags of every component registered now."""
-    return (MetaTrainCommand, DataArguments,
-            registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__),
-            registry.with_component_flags("MetaTrainingArguments", BaseMetaTrainingArguments, "training",
-                                          BaseMetaTrainingArguments.__module__))
+    return MetaTrainCommand, DataArguments, encoder_arguments(), meta_training_arguments()
 
 
 def refuse_existing(out: str, overwrite: bool) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..arguments import require_number
 from ..data import Episode, EpisodeSampler
 from ..distributed import Processes
 from ..errors import ArgumentError, TrainingInterrupted, XMetaError
@@ -72,16 +73,19 @@ class BaseMetaTrainingArguments:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
         for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr, "inner_rate_lr": self.inner_rate_lr,
                             "head_lr_scale": self.head_lr_scale}.items():
-            if not (value > 0 and math.isfinite(value)):
-                raise ArgumentError(f"--{name} must be a positive number (got {value})")
+            require_number(name, value)
         for name, value in {"n_way": self.n_way, "eval_every": self.eval_every,
                             "checkpoint_every": self.checkpoint_every, "weight_decay": self.weight_decay}.items():
             if value < 0:
                 raise ArgumentError(f"--{name} must not be negative (got {value})")
 
 
-MetaTrainingArguments = registry.with_component_flags("MetaTrainingArguments", BaseMetaTrainingArguments, "training",
-                                                     __name__)
+def meta_training_arguments() -> type:
+    """`BaseMetaTrainingArguments` with the training flags of every component registered now."""
+    return registry.with_component_flags("MetaTrainingArguments", BaseMetaTrainingArguments, "training", __name__)
+
+
+MetaTrainingArguments = meta_training_arguments()
 
 
 def episode_batches(model, episode: Episode, chunk_size: int) -> tuple[str, LabelledBatch, LabelledBatch]:

@@ -7,7 +7,7 @@ from ..trainer_state import TrainerState
 
 
 def adaptation_steps(config: XMetaConfig) -> str:
-    """"10 steps", or with a choice per support size "0 steps at 1 example per class, 3 at 4 or more"."""
+    """"10 steps", or with a choice per support size "0 at 1 example per class, 3 at 4 or more (steps)"."""
     sizes = sorted(config.adapt_steps_by_shots.items(), key=lambda kv: int(kv[0]))
     if not sizes:
         return f"{config.adapt_steps} steps"

@@ -4,7 +4,6 @@ its tensors go to their own file, ``meta_embedding.safetensors`` (`xmeta.modelin
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +11,8 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import save_file
 
-from ...errors import ArgumentError, ModelFolderError
+from ...arguments import require_number
+from ...errors import ModelFolderError
 from ...fileio import read_safetensors
 from ...version import __version__
 from ..meta_embedding import CharNgramFeatures, MetaEmbedding
@@ -44,8 +44,7 @@ class MetaEmbeddingTrainingFlags(ComponentFlags):
                 "scripts/meta_embedding_ablation.py)"})
 
     def validate(self) -> None:
-        if not (self.meta_embedding_lr > 0 and math.isfinite(self.meta_embedding_lr)):
-            raise ArgumentError(f"--meta_embedding_lr must be a positive number (got {self.meta_embedding_lr})")
+        require_number("meta_embedding_lr", self.meta_embedding_lr)
 
 
 class MetaEmbeddingComponent(Component):

@@ -9,7 +9,6 @@ linearly from ``routing_weight`` at the first outer step to ``routing_weight / s
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import torch
 from safetensors.torch import save_file
 
+from ...arguments import require_number
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
 from ...meta.bank import finalize_bank
@@ -47,10 +47,8 @@ class SourceAttentionFlags(ComponentFlags):
     def validate(self) -> None:
         if self.attention_top_k < 0:
             raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
-        if not (self.routing_weight >= 0 and math.isfinite(self.routing_weight)):
-            raise ArgumentError(f"--routing_weight must be a non-negative number (got {self.routing_weight})")
-        if not (self.routing_temperature > 0 and math.isfinite(self.routing_temperature)):
-            raise ArgumentError(f"--routing_temperature must be a positive number (got {self.routing_temperature})")
+        require_number("routing_weight", self.routing_weight, zero_ok=True)
+        require_number("routing_temperature", self.routing_temperature)
         if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
             flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
             raise ArgumentError(f"{flag} needs --source_attention on")
@@ -68,8 +66,7 @@ class SourceAttentionTrainingFlags(ComponentFlags):
                 "--routing_weight, 4 meta-steps at 1e-3 barely move them (tests/test_routing.py)"})
 
     def validate(self) -> None:
-        if not (self.attention_lr >= 0 and math.isfinite(self.attention_lr)):
-            raise ArgumentError(f"--attention_lr must be a non-negative number (got {self.attention_lr})")
+        require_number("attention_lr", self.attention_lr, zero_ok=True)
 
 
 class SourceAttention(Component):
