@@ -9,6 +9,10 @@
    report every source's attention mass; the top one should be the named relative.
 4. Seconds per meta-step with 0, 8 and 20 sources in the bank (same episodes, side by side).
 Writes results.json, results.md and macro_f1_by_target.png.
+
+    python scripts/source_attention_check.py --model runs/benchmark/models/xmeta+route-<id> --out runs/close-pairs
+
+runs only step 3 on a model meta-trained elsewhere (e.g. a benchmark row with source attention).
 """
 
 from __future__ import annotations
@@ -66,7 +70,12 @@ def main() -> None:
     parser.add_argument("--modes", default="off,on", help="which models to train and compare")
     parser.add_argument("--no_targets", action="store_true", help="skip the K=4 comparison (sanity and timing only)")
     parser.add_argument("--no_timing", action="store_true")
+    parser.add_argument("--model", help="a meta-trained folder with source attention: only the close-pair check on it")
     args = parser.parse_args()
+    if args.model:
+        if not (Path(args.model) / "config.json").is_file():
+            parser.error(f"--model: {args.model} has no config.json (not a meta-trained model folder)")
+        args.modes, args.no_targets, args.no_timing = "on", True, True
     transformers.logging.set_verbosity_error()
     out = Path(args.out)
     card = load_task_card("cldr-emoji")
@@ -80,7 +89,7 @@ def main() -> None:
     models = {}
     modes = args.modes.split(",")
     for mode in modes:
-        folder = out / f"meta-{mode}"
+        folder = Path(args.model) if args.model else out / f"meta-{mode}"
         if not (folder / "config.json").is_file():
             assert xmeta(["meta-train", "--out", str(folder), "--steps", str(args.steps), "--source_attention", mode,
                           "--overwrite"]) == 0
@@ -111,34 +120,41 @@ def main() -> None:
     mean = {m: statistics.fmean(r[m]["macro_f1_mean"] for r in results["targets"].values()) if results["targets"] else float("nan")
             for m in modes}
     results["mean_macro_f1_k4"] = mean
-    lines = [f"K=4 macro-F1 (mean ± std over {args.seeds} seeds), {args.steps} meta-steps each", "",
-             "| target | " + " | ".join(f"attention {m}" for m in modes) + " |", "|---|" + "---|" * len(modes)]
-    for lang, row in results["targets"].items():
-        lines.append(f"| {lang} | " + " | ".join(f"{row[m]['macro_f1_mean']:.3f} ± {row[m]['macro_f1_std']:.3f}" for m in modes) + " |")
-    lines.append("| **mean** | " + " | ".join(f"{mean[m]:.3f}" for m in modes) + " |")
-    lines += ["", "| target | expected | top source (attention) | top-3 attention | closest (centred cosine) |",
+    lines = []
+    if results["targets"]:
+        lines += [f"K=4 macro-F1 (mean ± std over {args.seeds} seeds), {args.steps} meta-steps each", "",
+                  "| target | " + " | ".join(f"attention {m}" for m in modes) + " |", "|---|" + "---|" * len(modes)]
+        for lang, row in results["targets"].items():
+            lines.append(f"| {lang} | " + " | ".join(f"{row[m]['macro_f1_mean']:.3f} ± {row[m]['macro_f1_std']:.3f}"
+                                                    for m in modes) + " |")
+        lines += ["| **mean** | " + " | ".join(f"{mean[m]:.3f}" for m in modes) + " |", ""]
+    if args.model:
+        lines += [f"Model: `{args.model}`", ""]
+    lines += ["| target | expected | top source (attention) | top-3 attention | closest (centred cosine) |",
               "|---|---|---|---|---|"]
     for lang, s in results["sanity"].items():
         top3 = sorted(s["attention"].items(), key=lambda kv: -kv[1])[:3]
         lines.append(f"| {lang} | {'/'.join(s['relatives'])} | {s['top']} {'✓' if s['ok'] else '✗'} | "
                      + ", ".join(f"{k} {v:.3f}" for k, v in top3) + f" | {s['closest_by_cosine']} |")
-    lines += ["", "| sources in bank | s / meta-step |", "|---:|---:|"]
-    lines += [f"| {n} | {t:.2f} |" for n, t in results["step_seconds"].items()]
+    if results["step_seconds"]:
+        lines += ["", "| sources in bank | s / meta-step |", "|---:|---:|"]
+        lines += [f"| {n} | {t:.2f} |" for n, t in results["step_seconds"].items()]
     table = "\n".join(lines) + "\n"
     with atomic_directory(out / "report", overwrite=True) as tmp:
         write_json(tmp / "results.json", results)
         (tmp / "results.md").write_text(table, encoding="utf-8")
-        fig, ax = plt.subplots(figsize=(7, 3.5))
         langs = list(results["targets"])
-        for k, mode in enumerate(modes):
-            ax.bar([i + 0.4 * k for i in range(len(langs))], [results["targets"][t][mode]["macro_f1_mean"] for t in langs],
-                   width=0.4, label=f"attention {mode}")
-        ax.set_xticks([i + 0.2 for i in range(len(langs))], langs)
-        ax.set_ylabel("macro-F1, K=4")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(tmp / "macro_f1_by_target.png", dpi=120)
-        plt.close(fig)
+        if langs:
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            for k, mode in enumerate(modes):
+                ax.bar([i + 0.4 * k for i in range(len(langs))], [results["targets"][t][mode]["macro_f1_mean"] for t in langs],
+                       width=0.4, label=f"attention {mode}")
+            ax.set_xticks([i + 0.2 for i in range(len(langs))], langs)
+            ax.set_ylabel("macro-F1, K=4")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(tmp / "macro_f1_by_target.png", dpi=120)
+            plt.close(fig)
     print(table, end="")
 
 

@@ -64,6 +64,30 @@ def toy_rows(lang: str, per_class: int, seed: int) -> list[dict[str, str]]:
     return rows
 
 
+def toy_batch(model, lang: str, seed: int):
+    """A labelled batch of 3 toy rows per class of ``lang``."""
+    from xmeta.meta import LabelledBatch
+
+    rows = toy_rows(lang, 3, seed)
+    return LabelledBatch.build(model, [r["text"] for r in rows], [model.config.label2id[r["label"]] for r in rows])
+
+
+def source_bank_model(encoder_dir: Path, sources: list[str], **options):
+    """A tiny model with source attention over ``sources``, keys initialised and every bank slot holding its
+    language's own inner-loop result, as in meta-training."""
+    from xmeta import XMetaForSequenceClassification
+    from xmeta.meta import InnerLoop
+
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(
+        list(TOY_WORDS), encoder=str(encoder_dir), lora_r=4, lora_layers=1, classifier_dropout=0.0,
+        source_languages=sources, source_attention=True, **options)
+    model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in sources})
+    for i, lang in enumerate(sources):
+        model.remember_source(lang, InnerLoop(lr=0.5, steps=3).run(model, toy_batch(model, lang, i)))
+    return model
+
+
 @pytest.fixture
 def toy_jsonl(tmp_path: Path):
     """Write toy rows of some languages to a JSONL file and return its path."""

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from xmeta.cli import main
+from xmeta.evaluation.benchmark_cache import resolved_settings
 from xmeta.evaluation.benchmark_plan import ALL_ROWS, DEFAULT_METHOD_NAMES, METHODS, Plan
+from xmeta.meta.trainer import MetaTrainingArguments
+from xmeta.train import EncoderArguments
 
 
 def test_plan_shots_per_method_kind():
@@ -419,3 +422,12 @@ def test_a_mean_over_fewer_seeds_than_the_plan_says_how_many():
     assert BenchmarkReport.mean_text(five, (0.462, 0.0, 1), 0) == "0.462"  # K=0 is one deterministic run
     assert BenchmarkReport.mean_text(five, (0.516, 0.0, 1), ALL_ROWS) == "0.516"
     assert BenchmarkReport.mean_text(five, None, 4) == ""
+
+
+def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_value():
+    """`source_mixer` came after models were cached: "attention" is what they did, so it is left out; any other
+    value (a different model) is in."""
+    plain = resolved_settings(EncoderArguments(), MetaTrainingArguments())
+    assert "source_mixer" not in plain and plain["source_attention"] == "off" and plain["outer_lr"] > 0
+    arrow = resolved_settings(EncoderArguments(source_attention="on", source_mixer="arrow"), MetaTrainingArguments())
+    assert arrow["source_mixer"] == "arrow"

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import TOY_WORDS, toy_rows
+from tests.conftest import source_bank_model, toy_batch
 from xmeta import XMetaForSequenceClassification
 from xmeta.train import EncoderArguments
 from xmeta.errors import ArgumentError
@@ -19,19 +19,7 @@ SOURCES = ["pt", "ru", "qq"]  # qq: no URIEL entry
 
 
 def _model(tiny_encoder_dir, **options):
-    torch.manual_seed(0)
-    model = XMetaForSequenceClassification.for_labels(
-        list(TOY_WORDS), encoder=str(tiny_encoder_dir), lora_r=4, lora_layers=1, classifier_dropout=0.0,
-        source_languages=SOURCES, source_attention=True, **options)
-    model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in SOURCES})
-    for i, lang in enumerate(SOURCES):  # every slot holds its own inner-loop result, as in meta-training
-        model.remember_source(lang, InnerLoop(lr=0.5, steps=3).run(model, _batch(model, lang, i)))
-    return model
-
-
-def _batch(model, lang: str, seed: int) -> LabelledBatch:
-    rows = toy_rows(lang, 3, seed)
-    return LabelledBatch.build(model, [r["text"] for r in rows], [model.config.label2id[r["label"]] for r in rows])
+    return source_bank_model(tiny_encoder_dir, SOURCES, **options)
 
 
 def test_prior_rows_rank_close_pairs_first_and_leave_out_the_diagonal():
@@ -49,7 +37,7 @@ def test_a_source_uriel_lacks_gets_no_prior_and_no_loss(tiny_encoder_dir):
     prior = model.source_transfer.attention.routing_prior
     assert torch.all(prior[SOURCES.index("qq")] == 0)  # row unused
     assert prior[SOURCES.index("pt")].sum() == pytest.approx(1.0)  # pt still draws on ru and qq (mean similarity)
-    episodes = [("qq", _batch(model, "qq", 5), _batch(model, "qq", 6))]
+    episodes = [("qq", toy_batch(model, "qq", 5), toy_batch(model, "qq", 6))]
     with_routing = _attention_grads(model, episodes)
     model.components["source_attention"].routing_weight = 0.0
     assert _attention_grads(model, episodes).keys() == with_routing.keys()
@@ -82,7 +70,7 @@ def _attention_grads(model, episodes) -> dict[str, torch.Tensor]:
 
 def test_the_routing_loss_reaches_only_the_attention(tiny_encoder_dir):
     model = _model(tiny_encoder_dir, routing_weight=1.0)
-    episodes = [("pt", _batch(model, "pt", 5), _batch(model, "pt", 6))]
+    episodes = [("pt", toy_batch(model, "pt", 5), toy_batch(model, "pt", 6))]
     on = _attention_grads(model, episodes)
     model.components["source_attention"].routing_weight = 0.0
     off = _attention_grads(model, episodes)
@@ -103,7 +91,7 @@ def _kl_after_meta_steps(tiny_encoder_dir, weight: float, steps: int = 4) -> tup
     attention = model.source_transfer.attention
     with torch.no_grad():  # a prior the initial attention is far from: pt should draw on qq
         attention.routing_prior[0] = torch.tensor([0.0, 0.05, 0.95])
-    query = _batch(model, "pt", 6)
+    query = toy_batch(model, "pt", 6)
     prior = attention.routing_prior[0, 1:]
 
     def kl() -> float:
@@ -117,7 +105,7 @@ def _kl_after_meta_steps(tiny_encoder_dir, weight: float, steps: int = 4) -> tup
         model.zero_grad(set_to_none=True)
         model.components["source_attention"].outer_step(step, steps)
         torch.manual_seed(step)
-        maml.meta_gradient([("pt", _batch(model, "pt", 5), query)])
+        maml.meta_gradient([("pt", toy_batch(model, "pt", 5), query)])
         optimizer.step()
     return before, kl()
 

@@ -34,6 +34,7 @@ class SourceProfile:
     typology: list[float | None]
     prior: list[float] | None
     uriel: dict[str, str | None]
+    mixer: str = "attention"  # what mixed the bank (`attention` holds its weights whatever it is)
 
     def ranked(self) -> list[tuple[str, float, float, float | None, float | None]]:
         prior = self.prior or [None] * len(self.sources)
@@ -41,10 +42,12 @@ class SourceProfile:
 
     def markdown(self) -> str:
         codes = ", ".join(f"{lang} → {self.uriel[lang] or 'none'}" for lang in [self.lang, *self.sources])
-        lines = [f"Source attention for `{self.lang}` (adapter `{self.adapter}`, {self.texts} texts)", ""]
+        mixed_by = "Source attention" if self.mixer == "attention" else f"Source bank mixed by {self.mixer}"
+        lines = [f"{mixed_by} for `{self.lang}` (adapter `{self.adapter}`, {self.texts} texts)", ""]
         if self.uriel[self.lang] is None:
             lines += [f"`{self.lang}`: {NO_URIEL}", ""]
-        lines += ["| source | attention mass | task-embedding cosine | typological similarity | typology prior |",
+        weight = "attention mass" if self.mixer == "attention" else f"{self.mixer} weight"
+        lines += [f"| source | {weight} | task-embedding cosine | typological similarity | typology prior |",
                   "|---|---:|---:|---:|---:|"]
         for src, mass, cos, typ, prior in self.ranked():
             typ_cell = NO_URIEL if self.uriel[src] is None else "-" if typ is None else f"{typ:.3f}"
@@ -89,7 +92,8 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
     typology = [None if math.isnan(x) else x for x in language_similarity([lang], sources)[0].tolist()]
     prior = routing_prior(lang, sources)
     return SourceProfile(lang, adapter, len(texts), sources, (mass / tokens).tolist(), cosine.tolist(), typology,
-                         None if prior is None else prior.tolist(), {code: uriel_code(code) for code in [lang, *sources]})
+                         None if prior is None else prior.tolist(), {code: uriel_code(code) for code in [lang, *sources]},
+                         transfer.attention.mixer)
 
 
 def write_profile(profile: SourceProfile, directory: Path, overwrite: bool) -> Path:

@@ -16,30 +16,43 @@ rather than the part they all share (as in GenKnowSub), and the queries read x m
 mean hidden state, as the keys already do (uncentred, the shared direction of q(x) made one source
 win for every language). With a *routing prior* (``routing_prior`` [S, S]) an auxiliary KL loss
 ties the attention of an episode of l to which sources typology says are close (`xmeta.modeling.routing`).
+
+Plain mixers to compare the learned attention with (``mixer``): ``uniform`` gives every (unmasked) source the
+same weight, ``arrow`` routes each token by peft's Arrow rule on the bank's own adapters
+(`xmeta.modeling.arrow`); neither has anything to learn.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
 
+from .arrow import arrow_config, arrow_logits, arrow_prototypes
 from .source_bank import SourceLanguageBank
+
+MIXERS = ("attention", "uniform", "arrow")
 
 
 class SourceLanguageAttention(nn.Module):
     """Per adapted layer: a query projection, one key per source language and a temperature."""
 
     def __init__(self, languages: list[str], layers: list[int], hidden: int, dim: int, top_k: int = 0,
-                 centred_queries: bool = False) -> None:
+                 centred_queries: bool = False, mixer: str = "attention") -> None:
         super().__init__()
+        if mixer not in MIXERS:
+            raise ValueError(f"source mixer must be one of {', '.join(MIXERS)} (got {mixer!r})")
         self.languages = list(languages)
         self.layers = list(layers)
         self.dim = dim
-        self.top_k = top_k
+        self.mixer = mixer
+        self.arrow = arrow_config(top_k) if mixer == "arrow" else None
+        self.top_k = self.arrow.top_k if self.arrow else top_k
+        # arrow: target name -> the bank's prototypes v_l [S, in] (set by `SourceTransfer`)
+        self.prototypes: Callable[[str], torch.Tensor] | None = None
         self.query = nn.ModuleDict({str(i): nn.Linear(hidden, dim, bias=False) for i in layers})
         self.keys = nn.ParameterDict({str(i): nn.Parameter(torch.zeros(len(languages), dim)) for i in layers})
         self.log_tau = nn.Parameter(torch.zeros(len(layers)))
@@ -54,7 +67,7 @@ class SourceLanguageAttention(nn.Module):
         self.centred_queries = centred_queries
         self.recorded: list[tuple[int, torch.Tensor]] | None = None
         self._detach_recorded = True
-        self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._last: tuple[object, torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
         """Forget the per-forward cache (a new forward pass starts, possibly on the same tensors)."""
@@ -82,14 +95,24 @@ class SourceLanguageAttention(nn.Module):
         centre = self.task_embeddings.mean(0, keepdim=True)
         return nn.functional.cosine_similarity(embedding - centre, self.task_embeddings - centre, dim=-1)
 
-    def weights(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        """a [..., S] for hidden states x [..., hidden]; excluded languages get exactly 0."""
-        if self._last is not None and self._last[0] == layer and self._last[1] is x:
-            return self._last[2]  # q, k and v projections of one layer share their input
+    def logits(self, layer: int, x: torch.Tensor, target: str | None) -> torch.Tensor:
+        """The mixer's scores [..., S] before masking (``target``: the adapted linear, for Arrow)."""
+        if self.mixer == "uniform":
+            return x.new_zeros(*x.shape[:-1], len(self.languages))
+        if self.mixer == "arrow":
+            return arrow_logits(x, self.prototypes(target), self.arrow)
         tau = self.log_tau[self.layers.index(layer)].exp()
         # centred queries, like the keys: what every language's hidden states share does not pick a source
         h = x - self.query_centres[self.layers.index(layer)].to(x.dtype) if self.centred_queries else x
-        logits = self.query[str(layer)](h) @ self.keys[str(layer)].T / math.sqrt(self.dim) / tau
+        return self.query[str(layer)](h) @ self.keys[str(layer)].T / math.sqrt(self.dim) / tau
+
+    def weights(self, layer: int, x: torch.Tensor, target: str | None = None) -> torch.Tensor:
+        """a [..., S] for hidden states x [..., hidden] entering adapted linear ``target`` of ``layer``;
+        excluded languages get exactly 0."""
+        key = (layer, target) if self.mixer == "arrow" else layer  # Arrow's v_l differ between q, k and v
+        if self._last is not None and self._last[0] == key and self._last[1] is x:
+            return self._last[2]  # q, k and v projections of one layer share their input
+        logits = self.logits(layer, x, target)
         mask = torch.zeros(len(self.languages), dtype=torch.bool, device=x.device)
         if self.excluded:
             mask[list(self.excluded)] = True
@@ -101,7 +124,7 @@ class SourceLanguageAttention(nn.Module):
             weights = torch.zeros_like(logits)
         else:
             weights = logits.softmax(-1)
-        self._last = (layer, x, weights)
+        self._last = (key, x, weights)
         if self.recorded is not None:
             self.recorded.append((layer, weights.detach() if self._detach_recorded else weights))
         return weights
@@ -137,6 +160,16 @@ class SourceTransfer(nn.Module):
         self.centering = centering  # mix Δ_l − Δ̄ (the bank's mean delta) instead of Δ_l
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.enabled = True
+        self._prototypes: dict[str, tuple[int, torch.Tensor]] = {}  # target -> (bank version, Arrow's v_l)
+        if attention.mixer == "arrow":
+            attention.prototypes = self.arrow_prototypes
+
+    def arrow_prototypes(self, target: str) -> torch.Tensor:
+        """Arrow's v_l [S, in] of adapted linear ``target``, recomputed whenever the bank has changed."""
+        cached = self._prototypes.get(target)
+        if cached is None or cached[0] != self.bank.version:
+            cached = self._prototypes[target] = (self.bank.version, arrow_prototypes(*self.bank.tensors(target)))
+        return cached[1]
 
     @contextlib.contextmanager
     def disabled(self) -> Iterator[None]:
@@ -158,7 +191,7 @@ class SourceTransfer(nn.Module):
                 return output
             x = args[0]
             self.bank.ensure_loaded()
-            a = self.attention.weights(layer, x)  # [B, T, S]
+            a = self.attention.weights(layer, x, target)  # [B, T, S]
             if self.centering:  # Σ_l a_l (Δ_l − Δ̄) = Σ_l (a_l − Σa / S) Δ_l: exact, without forming Δ̄
                 a = a - a.sum(-1, keepdim=True) / a.shape[-1]
             bank_a, bank_b = self.bank.tensors(target)
@@ -184,12 +217,12 @@ def lora_linears(peft_model: nn.Module, prefix: str = "") -> dict[str, tuple[int
 
 
 def build_source_transfer(peft_model: nn.Module, languages: list[str], hidden: int, rank: int, scaling: float,
-                          dim: int, top_k: int, prefix: str = "",
-                          centering: bool = False) -> tuple[SourceTransfer, dict[str, tuple[int, nn.Module]]]:
+                          dim: int, top_k: int, prefix: str = "", centering: bool = False,
+                          mixer: str = "attention") -> tuple[SourceTransfer, dict[str, tuple[int, nn.Module]]]:
     """Bank and attention sized for ``peft_model``'s LoRA linears (not yet attached)."""
     linears = lora_linears(peft_model, prefix)
     shapes = {name: (m.in_features, m.out_features) for name, (_, m) in linears.items()}
     layers = sorted({index for index, _ in linears.values()})
     bank = SourceLanguageBank(languages, shapes, rank, scaling)
-    attention = SourceLanguageAttention(languages, layers, hidden, dim, top_k, centred_queries=centering)
+    attention = SourceLanguageAttention(languages, layers, hidden, dim, top_k, centred_queries=centering, mixer=mixer)
     return SourceTransfer(bank, attention, centering), linears

@@ -23,6 +23,7 @@ class SourceLanguageBank(nn.Module):
         self.scaling = scaling
         self.filled = [False] * len(languages)
         self.touched: set[int] = set()  # slots refreshed by this process since the last `sync`
+        self.version = 0  # counts changes of the slots (what is derived from them knows when to recompute)
         self._staged: list | None = None
         self._reader: Callable[[str], dict[str, torch.Tensor]] | None = None
         for j, (fan_in, fan_out) in enumerate(shapes.values()):
@@ -79,6 +80,7 @@ class SourceLanguageBank(nn.Module):
             bank_b[s].mul_(1 - m).add_(b.to(bank_b.dtype), alpha=m)
         self.filled[s] = True
         self.touched.add(s)
+        self.version += 1
 
     @torch.no_grad()
     def sync(self, sum_: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -102,6 +104,7 @@ class SourceLanguageBank(nn.Module):
         for s in refreshed.nonzero().flatten().tolist():
             self.filled[s] = True
         self.touched.clear()
+        self.version += 1
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Slots and which are filled, for training checkpoints (the bank is not a parameter)."""
@@ -114,6 +117,7 @@ class SourceLanguageBank(nn.Module):
             buf.copy_(tensors[name])
         self.filled = [bool(v) for v in tensors["filled"].tolist()]
         self.touched.clear()
+        self.version += 1
 
     def lora_of(self, lang: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         s = self.slot(lang)

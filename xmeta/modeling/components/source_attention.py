@@ -43,6 +43,10 @@ class SourceAttentionFlags(ComponentFlags):
         "help": "meta-training adds this times KL(URIEL routing prior || source attention) for each source episode, "
                 "annealed linearly to 0 (0: off)"})
     routing_temperature: float = field(default=0.1, metadata={"help": "temperature of that URIEL routing prior"})
+    source_mixer: Literal["attention", "uniform", "arrow"] = field(default="attention", metadata={
+        "help": "what mixes the bank: the learned attention, a uniform average of the source adapters, or peft's "
+                "Arrow routing (each token to the --attention_top_k sources, default 3, whose adapter's top right "
+                "singular vector it aligns with most)"})
 
     def validate(self) -> None:
         if self.attention_top_k < 0:
@@ -52,11 +56,20 @@ class SourceAttentionFlags(ComponentFlags):
         if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
             flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
             raise ArgumentError(f"{flag} needs --source_attention on")
+        if self.source_mixer != "attention":
+            if self.source_attention == "off":
+                raise ArgumentError(f"--source_mixer {self.source_mixer} needs --source_attention on")
+            if self.routing_weight > 0:
+                raise ArgumentError(f"--routing_weight trains the learned attention; --source_mixer {self.source_mixer} "
+                                    "has nothing to train")
+            if self.source_mixer == "uniform" and self.bank_centering == "on":
+                raise ArgumentError("--bank_centering on with --source_mixer uniform mixes nothing (a uniform average "
+                                    "of adapters minus their mean is zero)")
 
     def config_fields(self) -> dict[str, Any]:
         return {"source_attention": self.source_attention == "on", "attention_top_k": self.attention_top_k,
                 "bank_centering": self.bank_centering == "on", "routing_weight": self.routing_weight,
-                "routing_temperature": self.routing_temperature}
+                "routing_temperature": self.routing_temperature, "source_mixer": self.source_mixer}
 
 
 @dataclass
@@ -94,7 +107,8 @@ class SourceAttention(Component):
             raise ArgumentError("source attention needs source languages (config.source_languages)")
         transfer, linears = build_source_transfer(
             model.peft, c.source_languages, network.encoder.config.hidden_size, c.lora.r,
-            c.lora.lora_alpha / c.lora.r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX, centering=c.bank_centering)
+            c.lora.lora_alpha / c.lora.r, c.attention_dim, c.attention_top_k, prefix=PEFT_PREFIX, centering=c.bank_centering,
+            mixer=c.source_mixer)
         transfer.attach({name: linears[name] for name in transfer.bank.targets})
         model.source_transfer = transfer
         return cls(transfer, c.routing_weight)
