@@ -72,7 +72,7 @@ def toy_batch(model, lang: str, seed: int):
     return LabelledBatch.build(model, [r["text"] for r in rows], [model.config.label2id[r["label"]] for r in rows])
 
 
-def source_bank_model(encoder_dir: Path, sources: list[str], **options):
+def source_bank_model(encoder_dir: Path, sources: list[str], lora_layers: int = 1, **options):
     """A tiny model with source attention over ``sources``, keys initialised and every bank slot holding its
     language's own inner-loop result, as in meta-training."""
     from xmeta import XMetaForSequenceClassification
@@ -80,7 +80,7 @@ def source_bank_model(encoder_dir: Path, sources: list[str], **options):
 
     torch.manual_seed(0)
     model = XMetaForSequenceClassification.for_labels(
-        list(TOY_WORDS), encoder=str(encoder_dir), lora_r=4, lora_layers=1, classifier_dropout=0.0,
+        list(TOY_WORDS), encoder=str(encoder_dir), lora_r=4, lora_layers=lora_layers, classifier_dropout=0.0,
         source_languages=sources, source_attention=True, **options)
     model.components["source_attention"].init_keys(model, {lang: [r["text"] for r in toy_rows(lang, 2, 0)] for lang in sources})
     for i, lang in enumerate(sources):

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from tests.conftest import source_bank_model
+from tests.conftest import source_bank_model, toy_batch
 from xmeta import XMetaForSequenceClassification
 from xmeta.errors import ArgumentError
+from xmeta.meta import InnerLoop
 from xmeta.modeling.arrow import ARROW_TOP_K, arrow_prototypes
 from xmeta.train import EncoderArguments
 
@@ -60,6 +61,16 @@ def test_arrow_mixer_routes_each_token_to_its_top_k_aligned_sources(tiny_encoder
     lora = {t: (torch.randn_like(bank.tensors(t)[0][1]), torch.randn_like(bank.tensors(t)[1][1])) for t in bank.targets}
     bank.store("ru", lora, momentum=1.0)
     assert not torch.allclose(transfer.arrow_prototypes(target)[1], before[1])
+
+
+def test_arrow_prototypes_cached_under_inference_mode_serve_a_later_inner_loop(tiny_encoder_dir):
+    """Evaluation (inference mode) first, then adaptation (autograd) on the same bank, as the benchmark does;
+    two adapted layers, so the upper one's input carries a gradient through Arrow's scores."""
+    model = source_bank_model(tiny_encoder_dir, SOURCES, lora_layers=2, source_mixer="arrow")
+    with torch.inference_mode():
+        model.predict_proba(["cat dog"])
+    weights = InnerLoop(lr=0.5, steps=1).run(model, toy_batch(model, "pt", 9))
+    assert all(torch.isfinite(w).all() for w in weights.values())
 
 
 @pytest.mark.parametrize("mixer", ["uniform", "arrow"])

@@ -21,6 +21,7 @@ def arrow_config(top_k: int) -> ArrowConfig:
     return ArrowConfig(top_k=top_k or ARROW_TOP_K)
 
 
+@torch.inference_mode(False)  # first used under inference mode (predict), they are cached for training too
 @torch.no_grad()
 def arrow_prototypes(bank_a: torch.Tensor, bank_b: torch.Tensor) -> torch.Tensor:
     """v_l [S, in]: the top right singular vector of each slot's B_l A_l (A [S, r, in], B [S, out, r]);
