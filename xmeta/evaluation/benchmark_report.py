@@ -192,17 +192,22 @@ class BenchmarkReport:
         curve = self.budget_curve()
         ks = self.plan.ablation_shots
         fig, axes = plt.subplots(1, len(ks), figsize=(5 * len(ks), 4), sharey=True, squeeze=False)
+        # one colour and marker per method in every panel (B2 at K=0 is B1: its marker shows under B1's line)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        styles = {m.name: {"color": colours[i % len(colours)], "marker": "osD^v"[i % 5]}
+                  for i, m in enumerate(self.budget_methods())}
         for ax, k in zip(axes[0], ks):
             for name, points in curve.get(k_label(k), {}).items():
-                ax.plot([float(b) for b in points], list(points.values()), marker="o", label=name)
+                ax.plot([float(b) for b in points], list(points.values()), label=name, **styles[name])
             ax.set_xscale("log", base=2)
             ax.set_xticks(self.budgets(), [f"{b:g}" for b in self.budgets()])
             ax.set_title(f"K={k_label(k)}")
             ax.set_xlabel("training budget (× the unit example passes)")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel(f"macro-F1, mean over {len(self.plan.targets)} targets")
-        if axes[0][-1].get_legend_handles_labels()[0]:
-            axes[0][-1].legend(fontsize="small")
+        for ax in axes[0]:
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
