@@ -24,6 +24,7 @@ from .modeling import XMetaForSequenceClassification, XMetaForTokenClassificatio
 from .modeling import components as registry
 from .modeling.components import MetaTrainingRun
 
+
 def encoder_arguments() -> type:
     """`BaseEncoderArguments` with the model flags of every component registered now."""
     return registry.with_component_flags("EncoderArguments", BaseEncoderArguments, "model", __name__)
