@@ -431,3 +431,14 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert "source_mixer" not in plain and plain["source_attention"] == "off" and plain["outer_lr"] > 0
     arrow = resolved_settings(EncoderArguments(source_attention="on", source_mixer="arrow"), MetaTrainingArguments())
     assert arrow["source_mixer"] == "arrow"
+
+
+def test_speed_variants_pick_rungs_beside_the_default(tiny_encoder_dir, tmp_path):
+    """``only``: the chosen rungs and xmeta's default, in ladder order; the generator's cost is its gain from xmeta."""
+    from xmeta.evaluation.speed import speed_benchmark
+
+    results = speed_benchmark(tmp_path / "s", steps=1, warmup=0, encoder=str(tiny_encoder_dir), max_length=32,
+                              meta_batch=2, adapt_runs=1, only=("xmeta+generate",))
+    assert list(results["variants"]) == ["xmeta", "xmeta+generate"]
+    seconds = {n: r["median_seconds"] for n, r in results["variants"].items()}
+    assert results["gains"] == {"xmeta -> xmeta+generate": pytest.approx(seconds["xmeta"] / seconds["xmeta+generate"])}

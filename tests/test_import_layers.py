@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("model components", ["xmeta.modeling.pooling", "xmeta.modeling.classifier", "xmeta.modeling.inner_rates",
                           "xmeta.modeling.prototype_head", "xmeta.modeling.meta_embedding",
                           "xmeta.modeling.target_view", "xmeta.modeling.source_attention", "xmeta.modeling.source_bank",
-                          "xmeta.modeling.routing", "xmeta.modeling.arrow",
+                          "xmeta.modeling.routing", "xmeta.modeling.arrow", "xmeta.modeling.generator",
                           "xmeta.modeling.model_card", "xmeta.modeling.language_codes"]),
     ("inner loop", ["xmeta.meta.batch", "xmeta.meta.fomaml"]),
     ("steps on a meta-trained θ", ["xmeta.meta.bank", "xmeta.meta.source_prototypes"]),

@@ -134,8 +134,8 @@ def test_save_load_and_export_equal_plain_transformers(tagger, tmp_path):
     assert [by_index[i] for i in starts] == tagger.predict([words], "yo")[0]
 
 
-@pytest.mark.parametrize("option", ["source_attention", "meta_embedding"])
-def test_source_attention_and_meta_embedding_work_for_tagging(tiny_encoder_dir, option, tmp_path):
+@pytest.mark.parametrize("option", ["source_attention", "meta_embedding", "adapter_generator"])
+def test_components_work_for_tagging(tiny_encoder_dir, option, tmp_path):
     torch.manual_seed(0)
     model = XMetaForTokenClassification.for_labels(TAGS, encoder=str(tiny_encoder_dir), lora_r=4, max_length=32,
                                                    source_languages=["de", "fr", "ru"], **{option: True})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,6 +18,9 @@ from .meta.batch import LabelledBatch
 from .meta.fomaml import InnerLoop, batch_loss
 from .modeling.language_codes import check_language_code
 from .modeling.target_view import attach_target_view, plain_text
+
+
+INITS = ("meta", "generated")  # where an adapter starts: θ, or θ plus the generator's update
 
 
 @dataclass
@@ -48,6 +53,7 @@ def adapt_language(
     target_text: Sequence[str] = (),
     language: str | None = None,
     allow_missing_labels: bool = False,
+    init: str | None = None,
 ) -> AdaptationResult:
     """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
@@ -67,12 +73,23 @@ def adapt_language(
     Examples that lack some of the model's labels are refused (the adapter would learn never to
     predict them) unless ``allow_missing_labels``; tagging examples are not checked (few sentences
     rarely hold every tag).
+
+    ``init``: where the adapter starts. ``"generated"`` (the default for a model meta-trained with an
+    adapter generator, whose inner loops all started there): θ plus the update the generator makes from
+    the language's representation (`xmeta.modeling.generator`); with no examples, that is the adapter
+    (zero-shot). ``"meta"``: θ.
     """
     check_language_code(lang)  # before any check of the examples names a language that cannot be one
+    generator = model.components.get("adapter_generator")
+    init = init or ("generated" if generator is not None else "meta")
+    if init not in INITS:
+        raise ArgumentError(f"init must be one of {', '.join(INITS)} (got {init!r})")
+    if init == "generated" and generator is None:
+        raise ArgumentError("--generate (init='generated') needs a model meta-trained with --adapter_generator on")
     texts, labels = model.labelled_examples(examples, f"adapt {lang}")  # the head knows its example shape
-    if not texts:
+    if not texts and init != "generated":
         raise DataError(f"adapt {lang}: no examples given")
-    given = set(labels) if all(isinstance(label, int) for label in labels) else None  # None: tagging (tag lists)
+    given = set(labels) if texts and all(isinstance(label, int) for label in labels) else None  # None: tagging (tag lists)
     missing = [name for i, name in enumerate(model.config.labels) if given is not None and i not in given]
     if missing and not allow_missing_labels:
         raise DataError(f"adapt {lang}: no examples of label(s) {', '.join(missing)}; give examples of every label "
@@ -87,12 +104,15 @@ def adapt_language(
     if not lr > 0:
         raise ArgumentError(f"--lr must be positive (got {lr})")
     train_meta_embedding = model.config.meta_embedding_adapt if train_meta_embedding is None else train_meta_embedding
+    if train_meta_embedding and not texts and not target_text:
+        raise ArgumentError("--meta_embedding_adapt needs examples or --target_text to learn the target view from")
     if train_meta_embedding and not model.config.meta_embedding:
         raise ArgumentError("--meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
     if target_text and not train_meta_embedding:
         raise ArgumentError("--target_text is only read with --meta_embedding_adapt")
     language = language or lang
-    model.decide_romanization(language, texts)
+    if texts:
+        model.decide_romanization(language, texts)
     torch.manual_seed(seed)
     start = time.perf_counter()
     model.start_language(lang)
@@ -101,13 +121,19 @@ def adapt_language(
         romanized = language in model.config.romanized_languages
         attach_target_view(model, lang, romanize_texts(view_text) if romanized else view_text)
     model.train()
-    batch = LabelledBatch.build(model, texts, labels, language=language)
-    fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
-                     progress=f"adapt {lang}").run(model, batch)
+    representation = generator.representation_for(model, language, texts)[0] if init == "generated" else None
+    with generator.generating(representation) if generator is not None else contextlib.nullcontext():
+        if texts:
+            batch = LabelledBatch.build(model, texts, labels, language=language)
+            fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
+                             progress=f"adapt {lang}").run(model, batch)
+        else:  # zero-shot: the generated start alone
+            steps = 0
+            fast, _ = generator.start_inner_loop(model, {n: p.detach() for n, p in model.fast_parameters().items()}, None)
     params = model.fast_parameters()
     with torch.no_grad():
         for name, value in fast.items():
             params[name].copy_(value)
         model.eval()
-        loss, _ = batch_loss(model, {}, batch)
-    return AdaptationResult(lang, len(texts), steps, time.perf_counter() - start, loss.item())
+        loss = batch_loss(model, {}, batch)[0].item() if texts else math.nan
+    return AdaptationResult(lang, len(texts), steps, time.perf_counter() - start, loss)

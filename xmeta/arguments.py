@@ -112,6 +112,9 @@ class AdaptCommand:
         "help": "unlabelled UTF-8 text of the language, one text a line, for --meta_embedding_adapt's unigram model"})
     romanize: str = field(default="", metadata={
         "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
+    generate: bool = field(default=False, metadata={
+        "help": "start from the adapter the model's generator makes for --lang (a model meta-trained with "
+                "--adapter_generator on does so anyway); without --train or --shots, that adapter alone (zero-shot)"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 
 
@@ -147,7 +150,7 @@ class PrepareEncoderCommand:
 
 @dataclass
 class ExplainCommand:
-    model: str = field(metadata={"help": "model folder meta-trained with --source_attention on"})
+    model: str = field(metadata={"help": "model folder meta-trained with --source_attention on or --adapter_generator on"})
     lang: str = field(default="", metadata={"help": "target language (its adapter if adapted, else θ)"})
     file: str = field(default="", metadata={"help": "texts of the language: .txt, one per line, or the text column of "
                                                     "JSONL/CSV/TSV (default: the task's train split)"})
@@ -190,6 +193,8 @@ class BenchmarkCommand:
     speed: bool = field(default=False, metadata={"help": "run the speed benchmark instead: a deepcopy reference, then one "
                                                           "speed-up at a time up to xmeta's meta-step (and learn2learn), each in its own process"})
     speed_steps: int = field(default=5, metadata={"help": "timed meta-steps per variant in --speed (after 1 warm-up)"})
+    speed_variants: str = field(default="", metadata={
+        "help": "comma-separated variants for --speed beside xmeta's default, e.g. xmeta+generate (default: all)"})
     report_only: bool = field(default=False, metadata={"help": "rebuild results.json/.md/.png from the cache; run nothing"})
     update_readme: str = field(default="", metadata={"help": "README to rewrite between its benchmark markers"})
 

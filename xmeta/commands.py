@@ -29,6 +29,9 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
     from .jobs.adapt import adapt_model
 
     _, result = adapt_model(cmd, data)
+    if not result.examples:
+        print(f"generated the adapter of {cmd.lang} (zero-shot) in {result.seconds:.1f} s; saved {cmd.out}")
+        return 0
     print(f"adapted {cmd.lang} on {result.examples} examples in {result.seconds:.1f} s "
           f"({result.steps} steps, support loss {result.support_loss:.3f}); saved {cmd.out}")
     return 0

@@ -97,13 +97,16 @@ class Benchmark(BenchmarkModels):
             return LabelledBatch.build(model, self.test[lang].texts, self.test[lang].labels)
 
     def run_adapting(self, method: Method) -> None:
-        """K=0 scores θ; K>0 adapts a scratch copy of θ on the shot set and scores it.
+        """K=0 scores θ (with an adapter generator: the adapter it generates for the target); K>0 adapts a
+        scratch copy of θ on the shot set and scores it.
 
         Runs go K by K over all targets (small K first), so a run stopped early leaves complete
         columns. Test batches are built once per target, except with the meta-embedding on, whose
         per-language target view changes what the lower layers compute."""
         model = self.model_for(method)
         options = self.adapt_options(method, model)
+        generates = model.adapter_generator is not None  # it reads the texts' language (no other model is told:
+        # the texts arrive romanised already, and the adapter's name decides nothing else)
         todo = {lang: set(self.pending(method, lang)) for lang in self.langs}
         batches: dict[str, LabelledBatch] = {}
 
@@ -116,12 +119,13 @@ class Benchmark(BenchmarkModels):
 
         for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.label, unit="K,seed", dynamic_ncols=True):
             for lang in [lang for lang in self.langs if (k, seed) in todo[lang]]:
-                if k == 0:
+                if k == 0 and not generates:
                     self.record(method, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
-                rows = self.shots(lang, k, seed)
-                view = self.target_view_options(method, model, lang)
-                result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed, **options, **view)
+                rows = self.shots(lang, k, seed) if k else []
+                view = self.target_view_options(method, model, lang) if k else {}
+                result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed,
+                                     language=lang if generates else None, **options, **view)
                 scores = score_batch(model, test_batch(lang), SCRATCH)
                 model.drop_language(SCRATCH)
                 self.record(method, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),

@@ -78,6 +78,9 @@ METHODS = (
            {"source_attention": "on", "source_mixer": "uniform"}, ablation=True),
     Method("xmeta+arrow", "xmeta", "+ the source bank mixed by peft's Arrow routing (top 3 sources per token)",
            {"source_attention": "on", "source_mixer": "arrow"}, ablation=True),
+    Method("xmeta+generate", "xmeta", "+ generated adapters: a hypernetwork maps each language's URIEL prior over "
+           "the sources to an update of θ, where every inner loop and adaptation (K=0 too) starts",
+           {"adapter_generator": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
     Method("xmeta-full", "xmeta", "the default + source attention + meta-embedding + learned inner rates",

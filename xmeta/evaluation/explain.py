@@ -1,4 +1,5 @@
-"""`xmeta explain`: which source languages a target language draws on through source attention."""
+"""`xmeta explain`: which source languages a target language draws on through source attention, and what the
+adapter generator reads for it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from ..data.typology import language_similarity, routing_prior, uriel_code
 from ..errors import ArgumentError
 from ..fileio import atomic_directory, write_json
-from ..modeling.pooling import mean_pool
+from ..modeling.language_codes import META_ADAPTER
 
 
 NO_URIEL = "no URIEL entry: task embedding only"
@@ -57,6 +58,60 @@ class SourceProfile:
         return "\n".join(lines) + "\n"
 
 
+@dataclass
+class GeneratorInput:
+    """What the adapter generator reads for a language and what it makes of it: the representation ``weights``
+    over the sources, how it was found (``representation``: uriel, task_embedding or uniform) and the size of
+    the generated update relative to θ's fast tensors (‖δ‖ / ‖θ‖ over the tensors it moves)."""
+
+    lang: str
+    representation: str
+    sources: list[str]
+    weights: list[float]
+    update_norm: float
+
+    def markdown(self) -> str:
+        ranked = sorted(zip(self.sources, self.weights), key=lambda row: -row[1])
+        lines = [f"Adapter generator input for `{self.lang}`: {self.representation} representation over the sources; "
+                 f"generated update ‖δ‖/‖θ‖ = {self.update_norm:.3f}", "", "| source | weight |", "|---|---:|"]
+        lines += [f"| {src} | {weight:.3f} |" for src, weight in ranked]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Explanation:
+    """`xmeta explain`'s answer: source attention's profile and the generator's input, whichever the model has."""
+
+    lang: str
+    adapter: str
+    texts: int
+    sources: SourceProfile | None
+    generator: GeneratorInput | None
+
+    def markdown(self) -> str:
+        return "\n".join(part.markdown() for part in (self.sources, self.generator) if part is not None)
+
+    def to_dict(self) -> dict:
+        """explain.json: the source profile's fields (when the model has source attention), then ``generator``."""
+        head = self.sources.__dict__ if self.sources is not None else {"lang": self.lang, "adapter": self.adapter,
+                                                                       "texts": self.texts}
+        return {**head, "generator": None if self.generator is None else self.generator.__dict__}
+
+
+@torch.no_grad()
+def explain_generator(model, texts: Sequence, lang: str) -> GeneratorInput:
+    """The generator's representation of ``lang`` (its texts' task embedding only where URIEL lacks it)."""
+    component = model.components["adapter_generator"]
+    representation, kind = component.representation_for(model, lang, texts)
+    theta = {f"peft.{name}": value for name, value in model.adapter_state(META_ADAPTER).items()}  # fast-weight names
+    updates = component.module(representation)
+    moved = [name for name in updates if name in theta]
+    size = torch.stack([updates[n].norm() for n in moved]).norm()
+    base = torch.stack([theta[n].norm() for n in moved]).norm()
+    return GeneratorInput(lang, kind, list(component.module.languages), representation.tolist(),
+                          float(size / base.clamp_min(1e-12)))
+
+
 @torch.inference_mode()
 def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size: int = 32) -> SourceProfile:
     """Run ``texts`` (strings, or word lists for a tagger) through ``adapter`` recording the attention
@@ -70,8 +125,7 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
     model.use_language(adapter)
     model.eval()
     mass = torch.zeros(len(transfer.bank.languages))
-    tokens, pooled = 0, []
-    encoder = model.peft.base_model.model.encoder
+    tokens = 0
     try:
         for start in range(0, len(texts), batch_size):
             inputs = model.encode(list(texts[start : start + batch_size]), lang)
@@ -81,13 +135,9 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
             per_layer = torch.stack([(weights * mask).sum((0, 1)) for _, weights in seen]).mean(0)
             mass += per_layer
             tokens += int(mask.sum())
-            with model.peft.disable_adapter(), transfer.disabled():
-                hidden = encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-            pooled.append(mean_pool(hidden, inputs["attention_mask"]))
     finally:
         model.use_language(previous)
-    task_embedding = torch.cat(pooled).mean(0, keepdim=True)
-    cosine = transfer.attention.task_similarity(task_embedding)
+    cosine = transfer.attention.task_similarity(model.task_embedding(texts, lang).unsqueeze(0))
     sources = list(transfer.bank.languages)
     typology = [None if math.isnan(x) else x for x in language_similarity([lang], sources)[0].tolist()]
     prior = routing_prior(lang, sources)
@@ -96,29 +146,45 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
                          transfer.attention.mixer)
 
 
-def write_profile(profile: SourceProfile, directory: Path, overwrite: bool) -> Path:
-    """``explain.json``, ``explain.md`` and a bar chart ``source_attention.png``."""
+def write_explanation(explanation: Explanation, directory: Path, overwrite: bool) -> Path:
+    """``explain.json``, ``explain.md`` and a bar chart: ``source_attention.png`` with source attention, else
+    ``generator_input.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ranked = profile.ranked()
     with atomic_directory(directory, overwrite=overwrite) as tmp:
-        write_json(tmp / "explain.json", profile.__dict__)
-        (tmp / "explain.md").write_text(profile.markdown(), encoding="utf-8")
-        fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(ranked)), 3.2))
-        positions = range(len(ranked))
-        ax.bar([i - 0.2 for i in positions], [r[1] for r in ranked], width=0.4, color="tab:blue", label="attention mass")
-        if profile.prior is not None:
-            ax.bar([i + 0.2 for i in positions], [r[4] for r in ranked], width=0.4, color="tab:orange",
-                   label="typology prior (URIEL)")
-        ax.set_xticks(list(positions), [r[0] for r in ranked])
-        ax.legend(fontsize="small")
-        ax.set_ylabel("share of the target's borrowing")
-        ax.set_title(f"{profile.lang}: what it borrows from each source language")
+        write_json(tmp / "explain.json", explanation.to_dict())
+        (tmp / "explain.md").write_text(explanation.markdown(), encoding="utf-8")
+        part = explanation.sources or explanation.generator
+        fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(part.sources)), 3.2))
+        name = _draw_sources(ax, part) if explanation.sources is not None else _draw_generator(ax, part)
         ax.tick_params(axis="x", rotation=60)
         fig.tight_layout()
-        fig.savefig(tmp / "source_attention.png", dpi=120)
+        fig.savefig(tmp / name, dpi=120)
         plt.close(fig)
     return directory
+
+
+def _draw_sources(ax, profile: SourceProfile) -> str:
+    """Attention mass (and the URIEL prior) per source, largest first; the file name of the chart."""
+    ranked = profile.ranked()
+    positions = range(len(ranked))
+    ax.bar([i - 0.2 for i in positions], [r[1] for r in ranked], width=0.4, color="tab:blue", label="attention mass")
+    if profile.prior is not None:
+        ax.bar([i + 0.2 for i in positions], [r[4] for r in ranked], width=0.4, color="tab:orange",
+               label="typology prior (URIEL)")
+    ax.set_xticks(list(positions), [r[0] for r in ranked])
+    ax.legend(fontsize="small")
+    ax.set_ylabel("share of the target's borrowing")
+    ax.set_title(f"{profile.lang}: what it borrows from each source language")
+    return "source_attention.png"
+
+
+def _draw_generator(ax, generator: GeneratorInput) -> str:
+    """The generator's representation: its weight per source; the file name of the chart."""
+    ax.bar(generator.sources, generator.weights, color="tab:green")
+    ax.set_ylabel("weight in the representation")
+    ax.set_title(f"{generator.lang}: the generator's input ({generator.representation})")
+    return "generator_input.png"

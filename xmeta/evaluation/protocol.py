@@ -86,7 +86,8 @@ def few_shot_evaluation(
 ) -> LanguageEvaluation:
     """For each K and seed: adapt a scratch copy of θ on a K-shot set of ``train``, score on ``test``.
 
-    K=0 scores θ itself (zero-shot transfer); it does not depend on the seed, so it runs once.
+    K=0 scores θ itself (zero-shot transfer), or with an adapter generator the adapter it generates for
+    ``train.lang``; it does not depend on the seed, so it runs once.
     Romanisation is decided for ``train.lang`` from its training text before any run.
     """
     scratch = f"{test.lang}_eval"
@@ -94,10 +95,10 @@ def few_shot_evaluation(
     runs: list[ShotResult] = []
     plan = [(k, s) for k in shots for s in (seeds[:1] if k == 0 else seeds)]
     for k, seed in tqdm(plan, desc=f"evaluate {test.lang}", unit="run", dynamic_ncols=True):
-        if k == 0:
+        if k == 0 and model.adapter_generator is None:
             runs.append(ShotResult(k, seed, score_task(model, test, META_ADAPTER)))
             continue
-        ids = train.shots(k, seed)
+        ids = train.shots(k, seed) if k else []
         result = model.adapt(train.examples(ids), lang=scratch, steps=adapt_steps, seed=seed, language=train.lang,
                              allow_missing_labels=True)  # stratified: every label this language has
         runs.append(ShotResult(k, seed, score_task(model, test, scratch), shot_ids=list(ids),

@@ -48,6 +48,7 @@ class SpeedVariant:
     cache_frozen_layers: bool = True  # xmeta: lower layers once per episode
     chunk_size: int = DEFAULT_CHUNK  # xmeta: texts per length-sorted padded chunk
     pad_to_max_length: bool = True  # deepcopy: every text padded to the model's max_length
+    components: tuple[str, ...] = ()  # xmeta: config flags of components switched on (their cost per meta-step)
 
 
 ONE_CHUNK = 1 << 20  # more texts than any episode has: one padded set
@@ -60,6 +61,8 @@ VARIANTS = (
                  "every layer each step", cache_frozen_layers=False, chunk_size=ONE_CHUNK),
     SpeedVariant("xmeta-no-cache", f"+ length-sorted chunks of {DEFAULT_CHUNK}", cache_frozen_layers=False),
     SpeedVariant("xmeta", "+ frozen lower layers once per episode (xmeta's default meta-step)"),
+    SpeedVariant("xmeta+generate", "+ the adapter generator (a hypernetwork's update of θ starts every inner loop)",
+                 components=("adapter_generator",)),
     SpeedVariant("learn2learn", "learn2learn MAML(first_order=True), plain padded batches", way="learn2learn"),
 )
 VARIANTS_BY_NAME = {v.name: v for v in VARIANTS}
@@ -115,19 +118,24 @@ def run_variant(name: str, settings: SpeedSettings) -> dict:
     from ..meta import MetaTrainer, MetaTrainingArguments
     from ..meta.reference import reference_meta_gradient
     from ..modeling import XMetaForSequenceClassification
+    from ..modeling.components import MetaTrainingRun
 
     variant = VARIANTS_BY_NAME[name]
     transformers.logging.set_verbosity_error()
     card = load_task_card(settings.task)
+    tasks = load_language_tasks(card, None, "train")
     torch.manual_seed(settings.seed)
     model = XMetaForSequenceClassification.for_labels(card.labels, encoder=settings.encoder, task=card.name,
-                                                      max_length=settings.max_length,
-                                                      cache_frozen_layers=variant.cache_frozen_layers)
+                                                      max_length=settings.max_length, source_languages=list(tasks),
+                                                      cache_frozen_layers=variant.cache_frozen_layers,
+                                                      **dict.fromkeys(variant.components, True))
+    for component in model.components.values():
+        component.before_meta_training(model, MetaTrainingRun(tasks, settings.seed, settings.inner_steps))
     args = MetaTrainingArguments(steps=settings.warmup + settings.steps, meta_batch=settings.meta_batch,
                                  k_shot=settings.k_shot, k_query=settings.k_query, inner_lr=settings.inner_lr,
                                  inner_steps=settings.inner_steps, eval_every=0, seed=settings.seed,
                                  chunk_size=variant.chunk_size)
-    sampler = EpisodeSampler(load_language_tasks(card, None, "train"), None, args.k_shot, args.k_query, seed=settings.seed)
+    sampler = EpisodeSampler(tasks, None, args.k_shot, args.k_query, seed=settings.seed)
     trainer = MetaTrainer(model, sampler, args)
     model.train()
     fresh = sampler.state_dict()
@@ -204,11 +212,15 @@ def _in_subprocess(variant: str, settings: SpeedSettings) -> dict:
         return json.loads(out.read_text(encoding="utf-8"))
 
 
-def speed_benchmark(out_dir: Path, steps: int = 5, warmup: int = 1, overwrite: bool = True, **settings: object) -> dict:
-    """Run every variant in its own process; write speed.json, speed.md and speed.png to ``out_dir``."""
+def speed_benchmark(out_dir: Path, steps: int = 5, warmup: int = 1, overwrite: bool = True,
+                    only: tuple[str, ...] = (), **settings: object) -> dict:
+    """Run every variant (``only`` these, by name; xmeta's default always) in its own process; write speed.json,
+    speed.md and speed.png to ``out_dir``."""
     config = SpeedSettings(steps=steps, warmup=warmup, **settings)
     variants = {}
     for variant in VARIANTS:
+        if only and variant.name not in {*only, "xmeta"}:
+            continue
         if variant.way == "learn2learn" and importlib.util.find_spec("learn2learn") is None:
             variants[variant.name] = {"variant": variant.name, "description": variant.description, "skipped":
                                       "learn2learn is not importable (`pip install learn2learn` fails to build its "
@@ -218,7 +230,8 @@ def speed_benchmark(out_dir: Path, steps: int = 5, warmup: int = 1, overwrite: b
     base = variants["xmeta"].get("median_seconds")
     ratios = {f"xmeta/{v}": base / r["median_seconds"] for v, r in variants.items()
               if v != "xmeta" and base and "median_seconds" in r}
-    ladder = [variants[v.name] for v in VARIANTS if v.way != "learn2learn" and "median_seconds" in variants[v.name]]
+    ladder = [variants[v.name] for v in VARIANTS
+              if v.way != "learn2learn" and "median_seconds" in variants.get(v.name, {})]
     gains = {f"{low['variant']} -> {high['variant']}": low["median_seconds"] / high["median_seconds"]
              for low, high in pairwise(ladder)}
     results = {"settings": asdict(config), "variants": variants, "ratios": ratios, "gains": gains, "gpu": GPU_NOTE,

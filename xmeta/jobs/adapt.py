@@ -28,10 +28,13 @@ def adapt_model(cmd: AdaptCommand, data: DataArguments) -> tuple[XMetaModelBase,
     if cmd.shots < 0:
         raise ArgumentError(f"--shots must not be negative (got {cmd.shots})")
     task = language_task(data, cmd.lang, "train", model_data, cmd.train, "--train")
-    rows = range(len(task)) if cmd.train and not cmd.shots else task.shots(cmd.shots or CARD_SHOTS, cmd.seed)
+    if cmd.generate and not cmd.train and not cmd.shots:  # zero-shot: the generated adapter alone
+        rows = []
+    else:
+        rows = range(len(task)) if cmd.train and not cmd.shots else task.shots(cmd.shots or CARD_SHOTS, cmd.seed)
     model = load_for_task(cmd.model, task, cmd.train or task_name(data, model_data), romanize=cmd.romanize)
     result = model.adapt(task.examples(rows), lang=cmd.lang, steps=cmd.steps or None, lr=cmd.lr or None, seed=cmd.seed,
                          train_meta_embedding=cmd.meta_embedding_adapt or None, target_text=target_text,
-                         allow_missing_labels=cmd.allow_missing_labels)
+                         allow_missing_labels=cmd.allow_missing_labels, init="generated" if cmd.generate else None)
     model.save_pretrained(cmd.out, overwrite=cmd.overwrite)
     return model, result

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..arguments import BenchmarkCommand
+from ..arguments import BenchmarkCommand, split_list
 from ..data import load_task_card
 from ..data.preflight import raise_problems
 from ..errors import ArgumentError, DataError
 from ..evaluation.benchmark import Benchmark
 from ..evaluation.benchmark_plan import plan_from
 from ..evaluation.benchmark_report import BenchmarkReport
-from ..evaluation.speed import speed_benchmark
+from ..evaluation.speed import VARIANTS_BY_NAME, speed_benchmark
 
 
 def benchmark_folder(cmd: BenchmarkCommand) -> Path:
@@ -37,4 +37,8 @@ def run_speed_benchmark(cmd: BenchmarkCommand) -> dict:
     """Seconds per meta-step of each speed-up in turn, each variant in its own process."""
     if cmd.speed_steps < 1:
         raise ArgumentError(f"--speed_steps must be at least 1 (got {cmd.speed_steps})")
-    return speed_benchmark(benchmark_folder(cmd), steps=cmd.speed_steps, task=cmd.task, encoder=cmd.encoder)
+    only = tuple(split_list(cmd.speed_variants, "--speed_variants")) if cmd.speed_variants else ()
+    unknown = [name for name in only if name not in VARIANTS_BY_NAME]
+    if unknown:
+        raise ArgumentError(f"--speed_variants: unknown variant {unknown[0]!r} (one of {', '.join(VARIANTS_BY_NAME)})")
+    return speed_benchmark(benchmark_folder(cmd), steps=cmd.speed_steps, task=cmd.task, encoder=cmd.encoder, only=only)

@@ -3,7 +3,8 @@
 With ``prototype_head`` on, θ's head learns to complement the support's prototypes and predicts
 poorly alone (K=0). Here the missing prototypes come from the source languages: a stratified sample
 of every source language's training rows (the same number per class and language, pooled so that no
-language or class dominates), read under θ exactly as the head reads them, gives the source
+language or class dominates), read under θ exactly as the head reads them (with an adapter generator, under each language's generated
+start, as a target's zero-shot adapter reads its texts), gives the source
 prototype head P_src; θ's head becomes θ_head + s·P_src, and `PrototypeMix` keeps s·P_src so that
 adaptation starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`). The same rows give
 the prior adaptation shrinks a support's class means toward: the sources' class means, each centred in
@@ -96,6 +97,16 @@ class SourceFold:
     language_means: dict[str, torch.Tensor]
 
 
+def generated_start(model, theta: dict[str, torch.Tensor], lang: str) -> dict[str, torch.Tensor]:
+    """``theta`` as source ``lang``'s inner loops start it: with an adapter generator, plus the update generated
+    from its leave-one-out representation (a target's zero-shot adapter is read the same way); else ``theta``."""
+    generator = model.components.get("adapter_generator")
+    if generator is None:
+        return theta
+    with generator.generating(generator.module.representation(lang)[0]):
+        return generator.start_inner_loop(model, theta, None)[0]
+
+
 @torch.no_grad()
 def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0) -> SourceFold:
     """Make θ's head θ_head + s·P_src over ``tasks`` (the source languages' training tasks) and set the prior.
@@ -115,7 +126,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
         if not rows:
             continue
         batch = LabelledBatch.build(model, [task.texts[r] for r in rows], [task.labels[r] for r in rows], language=lang)
-        features.append(mix.features(model, theta, batch))
+        features.append(mix.features(model, generated_start(model, theta, lang), batch))
         labels.append(batch.labels)
         langs.append(lang)
     if not features:

@@ -27,6 +27,7 @@ from .adapters import LanguageAdapters, default_language, name_lora_targets
 from .classifier import PooledClassifier
 from .components import Component
 from .language_codes import META_ADAPTER
+from .pooling import mean_pool
 
 
 class XMetaPreTrainedModel(PreTrainedModel):
@@ -164,6 +165,20 @@ class XMetaModelBase(LanguageAdapters, XMetaPreTrainedModel):
         for component in self.components.values():
             component.add_inputs(self, inputs, flat, offsets)
         return inputs
+
+    @torch.no_grad()
+    def task_embedding(self, texts: Sequence, language: str | None = None, batch_size: int = 32) -> torch.Tensor:
+        """A language's task embedding [hidden]: the plain encoder's mean pooled output over ``texts``, averaged
+        (no adapter, no source-bank mix: it describes the language, not what the model learned)."""
+        encoder = self.peft.base_model.model.encoder
+        transfer = getattr(self, "source_transfer", None)
+        pooled = []
+        for start in range(0, len(texts), batch_size):
+            inputs = self.encode(list(texts[start : start + batch_size]), language)
+            with self.peft.disable_adapter(), transfer.disabled() if transfer is not None else contextlib.nullcontext():
+                hidden = encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+            pooled.append(mean_pool(hidden, inputs["attention_mask"]))
+        return torch.cat(pooled).mean(0)
 
     @property
     def frozen_layers(self) -> int:

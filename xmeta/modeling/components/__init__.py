@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any, Literal
 
 from .base import Component, ComponentFlags, MetaTrainingRun
+from .generator import AdapterGeneratorComponent
 from .inner_rates import LearnedInnerRates
 from .meta_embedding import MetaEmbeddingComponent
 from .prototype_head import PrototypeHead
@@ -17,6 +18,7 @@ COMPONENTS: list[type[Component]] = [
     SourceAttention,
     MetaEmbeddingComponent,
     LearnedInnerRates,
+    AdapterGeneratorComponent,  # before the prototype head: prototypes read the generated LoRA
     PrototypeHead,
 ]
 
