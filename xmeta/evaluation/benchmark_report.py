@@ -163,29 +163,33 @@ class BenchmarkReport:
     def budgets(self) -> list[float]:
         return sorted({1.0, *self.plan.budgets})
 
+    def budget_point(self, method: Method, budget: float, k: int) -> tuple[float, float, int] | None:
+        """``method`` trained at ``budget``, scored at K: mean, std and number of shot seeds (as `target_mean`)."""
+        at = replace(method, budget=budget)
+        return self.target_mean(at.label, k, self.plan.targets) if k in self.plan.shots_for(at) else None
+
     def budget_curve(self) -> dict[str, dict[str, dict[str, float]]]:
         """K -> method -> budget -> macro-F1 (mean over targets and seeds), at the ablation shots."""
         curve: dict = {}
         for k in self.plan.ablation_shots:
             for m in self.budget_methods():
                 for b in self.budgets():
-                    at = replace(m, budget=b)
-                    value = self.target_mean(at.label, k, self.plan.targets) if k in self.plan.shots_for(at) else None
+                    value = self.budget_point(m, b, k)
                     if value is not None:
                         curve.setdefault(k_label(k), {}).setdefault(m.name, {})[f"{b:g}"] = value[0]
         return curve
 
     def budget_markdown(self) -> str:
-        curve, budgets = self.budget_curve(), [f"{b:g}" for b in self.budgets()]
+        """One table per K; a point scored on fewer shot seeds than the plan's says how many (as the main table)."""
+        budgets = self.budgets()
         parts = [f"Macro-F1 against the training budget (multiples of {self.plan.meta_steps} meta-steps' example "
                  f"passes; B1 and each warm start's joint stage counted in the same passes), mean over "
-                 f"{len(self.plan.targets)} targets and the shot seeds.\n"]
+                 f"{len(self.plan.targets)} targets and the shot seeds; ± is the std over seeds of that mean.\n"]
         for k in self.plan.ablation_shots:
-            rows = curve.get(k_label(k), {})
-            parts += [f"\nK={k_label(k)}:\n\n| method | " + " | ".join(f"×{b}" for b in budgets) + " |\n",
+            parts += [f"\nK={k_label(k)}:\n\n| method | " + " | ".join(f"×{b:g}" for b in budgets) + " |\n",
                       "|---|" + "---:|" * len(budgets) + "\n"]
-            parts += [f"| {m.name} | " + " | ".join(f"{rows[m.name][b]:.3f}" if b in rows.get(m.name, {}) else ""
-                                                    for b in budgets) + " |\n" for m in self.budget_methods()]
+            parts += [f"| {m.name} | " + " | ".join(self.mean_text(self.budget_point(m, b, k), k) for b in budgets)
+                      + " |\n" for m in self.budget_methods()]
         return "".join(parts)
 
     def plot_budget(self, path: Path) -> None:
