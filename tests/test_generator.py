@@ -43,8 +43,8 @@ def _model(tiny_encoder_dir, **options) -> XMetaForSequenceClassification:
 
 def _start(model, lang: str) -> dict[str, torch.Tensor]:
     component = model.components["adapter_generator"]
-    with component.generating(component.module.representation(lang)[0]):
-        return component.start_inner_loop(model, {n: p.detach() for n, p in model.fast_parameters().items()}, None)[0]
+    theta = {n: p.detach() for n, p in model.fast_parameters().items()}
+    return component.start_at(model, theta, component.module.representation(lang)[0])
 
 
 def test_a_fresh_generator_generates_no_update(tiny_encoder_dir):

@@ -129,7 +129,7 @@ def adapt_language(
                              progress=f"adapt {lang}").run(model, batch)
         else:  # zero-shot: the generated start alone
             steps = 0
-            fast, _ = generator.start_inner_loop(model, {n: p.detach() for n, p in model.fast_parameters().items()}, None)
+            fast = generator.start_at(model, {n: p.detach() for n, p in model.fast_parameters().items()}, representation)
     params = model.fast_parameters()
     with torch.no_grad():
         for name, value in fast.items():

@@ -13,7 +13,6 @@ import torch
 from ..data.typology import language_similarity, routing_prior, uriel_code
 from ..errors import ArgumentError
 from ..fileio import atomic_directory, write_json
-from ..modeling.language_codes import META_ADAPTER
 
 
 NO_URIEL = "no URIEL entry: task embedding only"
@@ -62,7 +61,8 @@ class SourceProfile:
 class GeneratorInput:
     """What the adapter generator reads for a language and what it makes of it: the representation ``weights``
     over the sources, how it was found (``representation``: uriel, task_embedding or uniform) and the size of
-    the generated update relative to θ's fast tensors (‖δ‖ / ‖θ‖ over the tensors it moves)."""
+    the generated update relative to θ's fast tensors (‖δ‖ / ‖θ‖ over every tensor it makes an update for, a head
+    the prototype head replaces included)."""
 
     lang: str
     representation: str
@@ -103,11 +103,10 @@ def explain_generator(model, texts: Sequence, lang: str) -> GeneratorInput:
     """The generator's representation of ``lang`` (its texts' task embedding only where URIEL lacks it)."""
     component = model.components["adapter_generator"]
     representation, kind = component.representation_for(model, lang, texts)
-    theta = {f"peft.{name}": value for name, value in model.adapter_state(META_ADAPTER).items()}  # fast-weight names
-    updates = component.module(representation)
-    moved = [name for name in updates if name in theta]
-    size = torch.stack([updates[n].norm() for n in moved]).norm()
-    base = torch.stack([theta[n].norm() for n in moved]).norm()
+    updates = component.module(representation)  # keyed by θ's (the meta adapter's) parameter names
+    theta = dict(model.named_parameters())
+    size = torch.stack([update.norm() for update in updates.values()]).norm()
+    base = torch.stack([theta[name].norm() for name in updates]).norm()
     return GeneratorInput(lang, kind, list(component.module.languages), representation.tolist(),
                           float(size / base.clamp_min(1e-12)))
 

@@ -103,8 +103,7 @@ def generated_start(model, theta: dict[str, torch.Tensor], lang: str) -> dict[st
     generator = model.components.get("adapter_generator")
     if generator is None:
         return theta
-    with generator.generating(generator.module.representation(lang)[0]):
-        return generator.start_inner_loop(model, theta, None)[0]
+    return generator.start_at(model, theta, generator.module.representation(lang)[0])
 
 
 @torch.no_grad()

@@ -106,18 +106,21 @@ class AdapterGeneratorComponent(Component):
         return representation, kind
 
     def start_inner_loop(self, model, fast: dict[str, torch.Tensor], support) -> tuple[dict[str, torch.Tensor], Any]:
-        """``fast`` + δ(r) on every tensor no other component replaces; the updates (with their graph) are the record."""
+        """``fast`` + δ(r) on every tensor no other component replaces (a head the prototype head replaces gets
+        none); the updates (with their graph) are the record."""
         if self.representation is None:
             return fast, None
-        adapter = model.active_language
         others = [c for c in model.components.values() if c is not self]
-        moved, updates = dict(fast), {}
-        for slot, update in self.module(self.representation).items():
-            name = slot.replace(f".{META_ADAPTER}.", f".{adapter}.")
-            if name in moved and not any(c.replaces(name) for c in others):
-                moved[name] = moved[name] + update.detach().to(moved[name].dtype)
-                updates[name] = update
+        named = {slot.replace(f".{META_ADAPTER}.", f".{model.active_language}."): update
+                 for slot, update in self.module(self.representation).items()}
+        updates = {name: update for name, update in named.items() if not any(c.replaces(name) for c in others)}
+        moved = {name: w + updates[name].detach().to(w.dtype) if name in updates else w for name, w in fast.items()}
         return moved, updates
+
+    def start_at(self, model, fast: dict[str, torch.Tensor], representation: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``fast`` as an inner loop starts it for ``representation`` (a zero-shot adapter, a source's fold)."""
+        with self.generating(representation):
+            return self.start_inner_loop(model, fast, None)[0]
 
     def start_gradients(self, query_grads: dict[str, torch.Tensor], record) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
         return self.module.pullback(record, query_grads)
