@@ -431,7 +431,8 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert "source_mixer" not in plain and plain["source_attention"] == "off" and plain["outer_lr"] > 0
     arrow = resolved_settings(EncoderArguments(source_attention="on", source_mixer="arrow"), MetaTrainingArguments())
     assert arrow["source_mixer"] == "arrow"
-    assert not {"adapter_generator", "generator_dim", "generator_lr"} & set(plain)  # the generator came later too
+    assert not {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot"} & set(plain)  # they came later too
+    assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1
     generated = resolved_settings(EncoderArguments(adapter_generator="on"), MetaTrainingArguments(generator_lr=0.01))
     assert generated["adapter_generator"] == "on" and generated["generator_lr"] == 0.01
 

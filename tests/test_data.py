@@ -221,6 +221,28 @@ def test_sampler_reproducible_and_state_round_trip() -> None:
     assert [c.sample_meta_batch(2) for _ in range(3)] == expected
 
 
+def test_variable_shot_episodes_draw_every_support_size_and_resume_exactly() -> None:
+    """``min_k_shot``: each episode is stratified at its own size in min_k_shot..k_shot; the query keeps k_query."""
+    sampler = _sampler(n_way="all", k_shot=4, k_query=3, min_k_shot=1, seed=3)
+    sizes = Counter()
+    for _ in range(60):
+        ep = sampler.sample()
+        support = Counter(ep.support_labels)
+        assert len(set(support.values())) == 1 and set(Counter(ep.query_labels).values()) == {3}
+        assert not set(ep.support_texts) & set(ep.query_texts)
+        sizes[next(iter(support.values()))] += 1
+    assert set(sizes) == {1, 2, 3, 4}
+    state = sampler.state_dict()
+    expected = [sampler.sample() for _ in range(5)]
+    again = _sampler(n_way="all", k_shot=4, k_query=3, min_k_shot=1, seed=0)
+    again.load_state_dict(state)
+    assert [again.sample() for _ in range(5)] == expected
+    # a range of one size is the fixed shape: the same episodes as without the option
+    assert _sampler(min_k_shot=2, seed=5).sample() == _sampler(seed=5).sample()
+    with pytest.raises(ArgumentError, match="min_k_shot must be between 0 and k_shot=2 \\(got 3\\)"):
+        _sampler(min_k_shot=3)
+
+
 def test_meta_batch_languages_distinct_and_size_sampling() -> None:
     sampler = _sampler(language_sampling="size", temperature=1.0)
     for _ in range(10):

@@ -69,3 +69,17 @@ def test_export_merged_equals_xmeta_on_real_encoder(adapted, card, tmp_path):
         assert (got - expected[i]).abs().max().item() < 1e-4
     clf = pipeline("text-classification", model=plain, tokenizer=tok)
     assert [r["label"] for r in clf(texts)] == adapted.predict(texts, lang="yo")
+
+
+def test_variable_shot_episodes_meta_train_the_real_encoder(card):
+    """``min_k_shot``: episodes of one and two examples per class train the same θ (each through its own prototypes)."""
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, prototype_head=True)
+    tasks = load_language_tasks(card, ["de", "ru", "zh"], "train")
+    args = MetaTrainingArguments(steps=2, meta_batch=2, k_shot=2, k_query=2, inner_steps=1, eval_every=0, seed=0,
+                                 min_k_shot=1)
+    preview = EpisodeSampler(tasks, None, 2, 2, seed=0, min_k_shot=1)
+    sizes = {len(e.support_texts) / len(set(e.support_labels)) for _ in range(2) for e in preview.sample_meta_batch(2)}
+    assert sizes == {1.0, 2.0}  # these four episodes hold both support sizes
+    history = MetaTrainer(model, EpisodeSampler(tasks, None, 2, 2, seed=0, min_k_shot=1), args).train()
+    assert len(history) == 2 and all(0 < h.query_loss < 10 for h in history)

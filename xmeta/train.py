@@ -91,10 +91,10 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         tasks = episode_languages(tasks, n_way, train.k_shot, train.k_query)
         dev_tasks = episode_languages(dev_tasks, n_way, train.k_shot, train.k_query, "dev") if dev_tasks else None
     if tagging:  # episodes of K sentences; n_way does not apply
-        sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed)
+        sampler = SentenceEpisodeSampler(tasks, train.k_shot, train.k_query, seed=train.seed, min_k_shot=train.min_k_shot)
         dev_sampler = SentenceEpisodeSampler(dev_tasks, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
     else:
-        sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed)
+        sampler = EpisodeSampler(tasks, n_way, train.k_shot, train.k_query, seed=train.seed, min_k_shot=train.min_k_shot)
         dev_sampler = EpisodeSampler(dev_tasks, n_way, train.k_shot, train.k_query, seed=train.seed + 1) if dev_tasks else None
     if train.meta_batch > len(tasks):
         raise ArgumentError(f"--meta_batch {train.meta_batch} exceeds the {len(tasks)} source languages")

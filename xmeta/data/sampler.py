@@ -47,6 +47,9 @@ class EpisodeSampler:
     ``n_way=None`` (or "all") uses every label of the language with enough examples.
     ``language_sampling="size"`` picks a language with probability proportional to
     size**(1/temperature): temperature 1 follows the data, larger flattens towards uniform.
+    ``min_k_shot`` (below ``k_shot``) varies the support: each episode draws its shots per class
+    uniformly from ``min_k_shot..k_shot``, so θ also learns to start from one or two examples per
+    class (variable-shot episodes, as in Meta-Dataset); the default keeps every episode at ``k_shot``.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class EpisodeSampler:
         seed: int,
         language_sampling: LanguageSampling = "uniform",
         temperature: float = 1.0,
+        min_k_shot: int = 0,
     ) -> None:
         if not tasks:
             raise DataError("no languages to sample episodes from")
@@ -71,7 +75,9 @@ class EpisodeSampler:
         if not temperature > 0:
             raise ArgumentError(f"temperature must be > 0, got {temperature}")
         self.tasks = tasks
-        self.k_shot, self.k_query = k_shot, k_query
+        if not 0 <= min_k_shot <= k_shot:
+            raise ArgumentError(f"min_k_shot must be between 0 and k_shot={k_shot} (got {min_k_shot})")
+        self.k_shot, self.k_query, self.min_k_shot = k_shot, k_query, min_k_shot
         self.langs = list(tasks)
         self.eligible = {lang: self._eligible(task) for lang, task in tasks.items()}
         sizes = np.array([len(tasks[lang]) for lang in self.langs], dtype=float)
@@ -103,17 +109,25 @@ class EpisodeSampler:
         picks = self.rng.choice(len(self.langs), size=n_languages, replace=False, p=self.language_probs)
         return [self._episode(self.langs[i]) for i in picks]
 
+    def episode_shots(self) -> int:
+        """The support size of the next episode: ``k_shot``, or a draw from ``min_k_shot..k_shot`` (the RNG is
+        only read for a range, so a fixed shape draws the same episodes as before the option existed)."""
+        if not 0 < self.min_k_shot < self.k_shot:
+            return self.k_shot
+        return int(self.rng.integers(self.min_k_shot, self.k_shot + 1))
+
     def _episode(self, lang: str) -> Episode:
         task = self.tasks[lang]
         eligible = self.eligible[lang]
         n_way = self.n_way or len(eligible)
         classes = sorted(self.rng.choice(eligible, size=n_way, replace=False).tolist())
+        k_shot = self.episode_shots()
         support: list[int] = []
         query: list[int] = []
         for label in classes:
-            rows = self.rng.choice(task.by_label()[label], size=self.k_shot + self.k_query, replace=False).tolist()
-            support += rows[: self.k_shot]
-            query += rows[self.k_shot :]
+            rows = self.rng.choice(task.by_label()[label], size=k_shot + self.k_query, replace=False).tolist()
+            support += rows[:k_shot]
+            query += rows[k_shot:]
         support = self.rng.permutation(support).tolist()  # no class-ordered batches
         query = self.rng.permutation(query).tolist()
         return Episode.from_rows(lang, task, support, query)

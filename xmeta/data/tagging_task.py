@@ -142,5 +142,6 @@ class SentenceEpisodeSampler(EpisodeSampler):
         order = self.rng.permutation(len(task)).tolist()
         query = order[: self.k_query]
         rest = order[self.k_query :]
-        support = (greedy_entity_shots(task, self.k_shot, rest) if self.per_entity else []) or rest[: self.k_shot]
+        k_shot = self.episode_shots()
+        support = (greedy_entity_shots(task, k_shot, rest) if self.per_entity else []) or rest[:k_shot]
         return Episode.from_rows(lang, task, support, query)

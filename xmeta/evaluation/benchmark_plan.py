@@ -81,6 +81,9 @@ METHODS = (
     Method("xmeta+generate", "xmeta", "+ generated adapters: a hypernetwork maps each language's URIEL prior over "
            "the sources to an update of θ, where every inner loop and adaptation (K=0 too) starts",
            {"adapter_generator": "on"}, ablation=True),
+    Method("xmeta+shots", "xmeta", "variable-shot episodes: each meta-training episode draws 1 to k_shot support "
+           "examples per class (`--min_k_shot 1`), so θ also learns to start from one example per class",
+           training_flags={"min_k_shot": 1}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
     Method("xmeta-full", "xmeta", "the default + source attention + meta-embedding + learned inner rates",

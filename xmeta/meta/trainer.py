@@ -42,6 +42,9 @@ class BaseMetaTrainingArguments:
     meta_batch: int = field(default=4, metadata={"help": "languages per meta-step"})
     n_way: int = field(default=0, metadata={"help": "classes per episode (0: every class with enough examples)"})
     k_shot: int = field(default=4, metadata={"help": "support examples per class"})
+    min_k_shot: int = field(default=0, metadata={
+        "help": "with 1..k_shot-1: each training episode draws its support examples per class from min_k_shot..k_shot "
+                "(variable-shot episodes; dev episodes keep k_shot); 0: every episode has k_shot"})
     k_query: int = field(default=4, metadata={"help": "query examples per class"})
     inner_lr: float = field(default=0.05, metadata={"help": "inner-loop SGD learning rate"})
     inner_steps: int = field(default=3, metadata={"help": "inner-loop SGD steps"})
@@ -71,6 +74,8 @@ class BaseMetaTrainingArguments:
         for name, value in positive.items():
             if value < 1:
                 raise ArgumentError(f"--{name} must be at least 1 (got {value})")
+        if not 0 <= self.min_k_shot <= self.k_shot:
+            raise ArgumentError(f"--min_k_shot must be between 0 and --k_shot {self.k_shot} (got {self.min_k_shot})")
         for name, value in {"inner_lr": self.inner_lr, "outer_lr": self.outer_lr, "inner_rate_lr": self.inner_rate_lr,
                             "head_lr_scale": self.head_lr_scale}.items():
             require_number(name, value)
