@@ -32,6 +32,44 @@ def test_prior_rows_rank_close_pairs_first_and_leave_out_the_diagonal():
     assert top["uk"] in ("ru", "be") and top["pt"] in ("es", "gl")
 
 
+def test_self_routing_prior_puts_each_language_first_then_its_relatives():
+    langs = ["pt", "es", "ru", "uk", "zh", "id", "gl", "be"]
+    own = routing_prior_matrix(langs, temperature=0.1, include_self=True)
+    assert torch.allclose(own.sum(1), torch.ones(len(langs)))
+    assert torch.equal(own.argmax(1), torch.arange(len(langs)))  # a language resembles itself most
+    others = own.clone().fill_diagonal_(0)
+    loo = routing_prior_matrix(langs, temperature=0.1)
+    assert torch.allclose(others / others.sum(1, keepdim=True), loo, atol=1e-6)  # its relatives in the same proportions
+
+
+def test_self_routing_reads_the_attention_before_the_own_slot_is_masked(tiny_encoder_dir):
+    model = _model(tiny_encoder_dir, routing_weight=1.0, routing_self=True)
+    attention = model.source_transfer.attention
+    assert attention.routing_prior[0, 0] > 0.3  # pt's row: mostly pt itself
+    batch = toy_batch(model, "pt", 6)
+
+    def recorded(unmasked: bool) -> torch.Tensor:
+        with model.transferring_into("pt"), torch.no_grad(), \
+                recording_with_masks(attention, model.peft, unmasked=unmasked) as (weights, _masks):
+            for inputs, _ in batch.chunks:
+                model(**inputs)
+        return torch.cat([w.reshape(-1, w.shape[-1]) for w in weights])
+
+    masked, unmasked = recorded(False), recorded(True)
+    assert torch.all(masked[:, 0] == 0) and torch.all(unmasked[:, 0] > 0)  # the mix itself still leaves pt out
+    assert torch.allclose(unmasked[:, 1:] / unmasked[:, 1:].sum(-1, keepdim=True), masked[:, 1:], atol=1e-6)
+
+
+def test_self_routing_changes_only_the_attention_gradient(tiny_encoder_dir):
+    grads = {}
+    for routing_self in (False, True):
+        model = _model(tiny_encoder_dir, routing_weight=1.0, routing_self=routing_self)
+        grads[routing_self] = _attention_grads(model, [("pt", toy_batch(model, "pt", 5), toy_batch(model, "pt", 6))])
+    assert grads[False].keys() == grads[True].keys()
+    changed = {name for name in grads[True] if not torch.equal(grads[True][name], grads[False][name])}
+    assert changed and all(name.startswith("source_transfer.attention.") for name in changed)
+
+
 def test_a_source_uriel_lacks_gets_no_prior_and_no_loss(tiny_encoder_dir):
     model = _model(tiny_encoder_dir, routing_weight=1.0)
     prior = model.source_transfer.attention.routing_prior
@@ -162,6 +200,7 @@ def test_centring_survives_save_and_load(tiny_encoder_dir, tmp_path):
     ({"routing_weight": 1.0}, "--routing_weight"), ({"bank_centering": "on"}, "--bank_centering"),
     ({"source_attention": "on", "routing_weight": -1.0}, "--routing_weight"),
     ({"source_attention": "on", "routing_temperature": 0.0}, "--routing_temperature"),
+    ({"source_attention": "on", "routing_self": "on"}, "--routing_self"),
 ])
 def test_routing_flags_are_checked(flags, culprit):
     with pytest.raises(ArgumentError, match=culprit):
@@ -169,16 +208,18 @@ def test_routing_flags_are_checked(flags, culprit):
 
 
 @pytest.mark.real
-def test_routing_on_the_real_encoder_sends_gl_and_be_to_their_relatives(tmp_path, capsys):
-    """Four real meta-steps over pt, es, ru, uk, zh and id with the routing loss; `explain` then puts Galician's
-    attention first on Portuguese or Spanish and Belarusian's on Russian or Ukrainian."""
+@pytest.mark.parametrize("routing_self", ["off", "on"])
+def test_routing_on_the_real_encoder_sends_gl_and_be_to_their_relatives(tmp_path, capsys, routing_self):
+    """Four real meta-steps over pt, es, ru, uk, zh and id with the routing loss (leave-one-out or self-routing);
+    `explain` then puts Galician's attention first on Portuguese or Spanish and Belarusian's on Russian or Ukrainian."""
     from xmeta.cli import main
 
     assert main(["meta-train", "--out", str(tmp_path / "m"), "--task", "cldr-emoji", "--sources", "pt,es,ru,uk,zh,id",
                  "--steps", "4", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2",
                  "--lora_layers", "1", "--source_attention", "on", "--routing_weight", "1", "--attention_lr", "0.05", "--bank_centering", "on",
-                 "--adapt_steps", "1",
+                 "--routing_self", routing_self, "--adapt_steps", "1",
                  "--eval_every", "0"]) == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["routing_self"] is (routing_self == "on")
     for lang, close in (("gl", {"pt", "es"}), ("be", {"ru", "uk"})):
         assert main(["explain", "--model", str(tmp_path / "m"), "--lang", lang, "--max_texts", "32",
                      "--out", str(tmp_path / lang)]) == 0

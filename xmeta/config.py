@@ -47,6 +47,7 @@ class XMetaConfig(PretrainedConfig):
     bank_centering: bool = False  # mix each bank delta minus the bank's mean delta (see modeling.source_attention)
     routing_weight: float = 0.0  # weight of the attention's KL loss toward the URIEL routing prior (0: off)
     routing_temperature: float = 0.1  # temperature of that prior (data.typology.routing_prior)
+    routing_self: bool = False  # the routing loss reads the attention unmasked, toward a prior that includes the episode's own language
     source_mixer: str = "attention"  # attention | uniform | arrow: what mixes the bank (see modeling.source_attention)
     bank_momentum: float = 0.3  # how much each new inner-loop result moves a bank slot
     meta_embedding: bool = False  # gated char n-gram view next to the subword embedding (see modeling.meta_embedding)

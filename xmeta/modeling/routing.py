@@ -6,6 +6,12 @@ tokens and adapted layers of the episode's query pass, p_l the URIEL routing pri
 sources (`xmeta.data.typology.routing_prior`), stored as the attention's ``routing_prior`` buffer
 (row l; zeros where URIEL lacks l, which then gets no loss), so a loaded model never needs URIEL.
 Leave-one-language-out makes l stand for a target the attention has not seen, as in meta-training.
+
+That lesson is "where to go when your own language is missing", so no episode teaches Indonesian-like
+tokens to go to Indonesian, which is what Malay needs. With *self-routing* (``routing_self``) the loss reads
+the attention before l's slot is masked (the same logits, softmax over every source) and p_l includes l
+itself (mostly l, then its relatives): the attention learns which source a language's tokens resemble, and
+a new language goes to the sources it resembles. The forward pass still mixes with l masked out.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from ..data.typology import routing_prior
 from .source_attention import SourceLanguageAttention
 
 
-def routing_prior_matrix(languages: list[str], temperature: float) -> torch.Tensor:
-    """[S, S]: row l = the URIEL routing prior of source l over the other sources (0 on the diagonal);
-    a row of zeros where URIEL lacks l (no prior for it)."""
+def routing_prior_matrix(languages: list[str], temperature: float, include_self: bool = False) -> torch.Tensor:
+    """[S, S]: row l = the URIEL routing prior of source l over the other sources (0 on the diagonal; with
+    ``include_self``, over every source, l itself included); a row of zeros where URIEL lacks l (no prior for it)."""
     matrix = torch.zeros(len(languages), len(languages))
     for i, lang in enumerate(languages):
-        others = [j for j in range(len(languages)) if j != i]
+        others = [j for j in range(len(languages)) if include_self or j != i]
         prior = routing_prior(lang, [languages[j] for j in others], temperature) if others else None
         if prior is not None:
             matrix[i, others] = torch.as_tensor(prior, dtype=torch.float32)
@@ -46,14 +52,15 @@ def routing_loss(prior: torch.Tensor, weights: list[torch.Tensor], masks: list[t
 
 
 @contextlib.contextmanager
-def recording_with_masks(attention: SourceLanguageAttention,
-                         network: nn.Module) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor | None]]]:
-    """Collect the attention weights of every pass of ``network`` in the block, with their graph, and each
-    one's attention mask (read from the network's ``attention_mask`` argument); both lists fill on exit."""
+def recording_with_masks(attention: SourceLanguageAttention, network: nn.Module,
+                         unmasked: bool = False) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor | None]]]:
+    """Collect the attention weights of every pass of ``network`` in the block, with their graph (``unmasked``:
+    before excluded sources are masked), and each one's attention mask (read from the network's
+    ``attention_mask`` argument); both lists fill on exit."""
     weights: list[torch.Tensor] = []
     masks: list[torch.Tensor | None] = []
     starts: list[tuple[int, torch.Tensor | None]] = []  # (index of a pass's first weights, its attention mask)
-    with attention.recording(detach=False) as recorded:
+    with attention.recording(detach=False, unmasked=unmasked) as recorded:
         handle = network.register_forward_pre_hook(
             lambda _module, _args, kwargs: starts.append((len(recorded), kwargs.get("attention_mask"))),
             with_kwargs=True)

@@ -67,6 +67,7 @@ class SourceLanguageAttention(nn.Module):
         self.centred_queries = centred_queries
         self.recorded: list[tuple[int, torch.Tensor]] | None = None
         self._detach_recorded = True
+        self._record_unmasked = False
         self._last: tuple[object, torch.Tensor, torch.Tensor] | None = None
 
     def reset(self) -> None:
@@ -113,6 +114,7 @@ class SourceLanguageAttention(nn.Module):
         if self._last is not None and self._last[0] == key and self._last[1] is x:
             return self._last[2]  # q, k and v projections of one layer share their input
         logits = self.logits(layer, x, target)
+        unmasked = logits.softmax(-1) if self.recorded is not None and self._record_unmasked else None
         mask = torch.zeros(len(self.languages), dtype=torch.bool, device=x.device)
         if self.excluded:
             mask[list(self.excluded)] = True
@@ -126,7 +128,8 @@ class SourceLanguageAttention(nn.Module):
             weights = logits.softmax(-1)
         self._last = (key, x, weights)
         if self.recorded is not None:
-            self.recorded.append((layer, weights.detach() if self._detach_recorded else weights))
+            kept = weights if unmasked is None else unmasked
+            self.recorded.append((layer, kept.detach() if self._detach_recorded else kept))
         return weights
 
     @contextlib.contextmanager
@@ -140,14 +143,15 @@ class SourceLanguageAttention(nn.Module):
             self.excluded = previous
 
     @contextlib.contextmanager
-    def recording(self, detach: bool = True) -> Iterator[list[tuple[int, torch.Tensor]]]:
+    def recording(self, detach: bool = True, unmasked: bool = False) -> Iterator[list[tuple[int, torch.Tensor]]]:
         """Collect (layer, weights) of every forward pass, for `xmeta explain` (``detach=False``: with
-        their graph, for the routing loss)."""
-        self.recorded, self._detach_recorded = [], detach
+        their graph, for the routing loss; ``unmasked``: the softmax over every source, before excluded
+        sources and top-k are masked, as self-routing reads it)."""
+        self.recorded, self._detach_recorded, self._record_unmasked = [], detach, unmasked
         try:
             yield self.recorded
         finally:
-            self.recorded, self._detach_recorded = None, True
+            self.recorded, self._detach_recorded, self._record_unmasked = None, True, False
 
 
 class SourceTransfer(nn.Module):

@@ -3,7 +3,8 @@ LoRA linears; the bank's slots go to ``bank/<lang>/`` peft adapter folders and t
 (`xmeta.modeling.source_attention`).
 
 Routing (``config.routing_weight`` > 0, `xmeta.modeling.routing`): the query pass of an episode of
-source l adds λ_t · KL(p_l ‖ ā); its gradient goes to the attention's parameters only. λ_t anneals
+source l adds λ_t · KL(p_l ‖ ā) (with ``routing_self``, ā before l is masked and p_l including l); its
+gradient goes to the attention's parameters only. λ_t anneals
 linearly from ``routing_weight`` at the first outer step to ``routing_weight / steps`` at the last."""
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class SourceAttentionFlags(ComponentFlags):
         "help": "meta-training adds this times KL(URIEL routing prior || source attention) for each source episode, "
                 "annealed linearly to 0 (0: off)"})
     routing_temperature: float = field(default=0.1, metadata={"help": "temperature of that URIEL routing prior"})
+    routing_self: Literal["on", "off"] = field(default="off", metadata={
+        "help": "the routing loss reads the attention before the episode's own language is masked, toward a prior "
+                "that includes that language itself, so the attention learns which source a language's tokens "
+                "resemble (needs --routing_weight)"})
     source_mixer: Literal["attention", "uniform", "arrow"] = field(default="attention", metadata={
         "help": "what mixes the bank: the learned attention, a uniform average of the source adapters, or peft's "
                 "Arrow routing (each token to the --attention_top_k sources, default 3, whose adapter's top right "
@@ -53,6 +58,8 @@ class SourceAttentionFlags(ComponentFlags):
             raise ArgumentError(f"--attention_top_k must not be negative (got {self.attention_top_k})")
         require_number("routing_weight", self.routing_weight, zero_ok=True)
         require_number("routing_temperature", self.routing_temperature)
+        if self.routing_self == "on" and self.routing_weight <= 0:
+            raise ArgumentError("--routing_self on needs --routing_weight above 0")
         if self.source_attention == "off" and (self.routing_weight > 0 or self.bank_centering == "on"):
             flag = "--routing_weight" if self.routing_weight > 0 else "--bank_centering on"
             raise ArgumentError(f"{flag} needs --source_attention on")
@@ -69,7 +76,8 @@ class SourceAttentionFlags(ComponentFlags):
     def config_fields(self) -> dict[str, Any]:
         return {"source_attention": self.source_attention == "on", "attention_top_k": self.attention_top_k,
                 "bank_centering": self.bank_centering == "on", "routing_weight": self.routing_weight,
-                "routing_temperature": self.routing_temperature, "source_mixer": self.source_mixer}
+                "routing_temperature": self.routing_temperature, "routing_self": self.routing_self == "on",
+                "source_mixer": self.source_mixer}
 
 
 @dataclass
@@ -136,7 +144,8 @@ class SourceAttention(Component):
         transfer.attention.init_keys({i: torch.stack(v) for i, v in layer_means.items()}, torch.stack(finals))
         if model.config.routing_weight > 0:  # a buffer saved with θ: loading never needs URIEL
             transfer.attention.routing_prior.copy_(
-                routing_prior_matrix(transfer.bank.languages, model.config.routing_temperature))
+                routing_prior_matrix(transfer.bank.languages, model.config.routing_temperature,
+                                     include_self=model.config.routing_self))
 
     def before_meta_training(self, model, run: MetaTrainingRun) -> None:
         """The keys start from a sample of each source language's texts."""
@@ -176,7 +185,7 @@ class SourceAttention(Component):
         if prior is None or not bool(prior.sum() > 0):  # routing off, not a source, or one URIEL lacks: no loss
             yield gradients
             return
-        with recording_with_masks(attention, model.peft) as (weights, masks):
+        with recording_with_masks(attention, model.peft, unmasked=model.config.routing_self) as (weights, masks):
             yield gradients
         params = [p for p in attention.parameters() if p.requires_grad]
         loss = self.routing_weight * routing_loss(prior, weights, masks)
