@@ -31,10 +31,10 @@ def routing_prior_matrix(languages: list[str], temperature: float, include_self:
     ``include_self``, over every source, l itself included); a row of zeros where URIEL lacks l (no prior for it)."""
     matrix = torch.zeros(len(languages), len(languages))
     for i, lang in enumerate(languages):
-        others = [j for j in range(len(languages)) if include_self or j != i]
-        prior = routing_prior(lang, [languages[j] for j in others], temperature) if others else None
+        columns = [j for j in range(len(languages)) if include_self or j != i]
+        prior = routing_prior(lang, [languages[j] for j in columns], temperature) if columns else None
         if prior is not None:
-            matrix[i, others] = torch.as_tensor(prior, dtype=torch.float32)
+            matrix[i, columns] = torch.as_tensor(prior, dtype=torch.float32)
     return matrix
 
 
