@@ -74,6 +74,11 @@ METHODS = (
            "(weight 1) and the attention's own rate (0.05)",
            {"source_attention": "on", "bank_centering": "on", "routing_weight": 1.0}, {"attention_lr": 0.05},
            ablation=True),
+    Method("xmeta+selfroute", "xmeta", "+ source attention with self-routing: bank centring, the URIEL routing loss "
+           "(weight 10) read before the episode's own language is masked, toward a prior that includes it "
+           "(`--routing_self on`), and the attention's own rate (0.05)",
+           {"source_attention": "on", "bank_centering": "on", "routing_weight": 10.0, "routing_self": "on"},
+           {"attention_lr": 0.05}, ablation=True),
     Method("xmeta+uniform", "xmeta", "+ the source bank mixed by a uniform average of its adapters (no attention)",
            {"source_attention": "on", "source_mixer": "uniform"}, ablation=True),
     Method("xmeta+arrow", "xmeta", "+ the source bank mixed by peft's Arrow routing (top 3 sources per token)",
