@@ -11,7 +11,7 @@ from peft import LoraConfig
 from .arguments import DEFAULT_TASK, RESUME_DEFAULT, BaseEncoderArguments, DataArguments, MetaTrainCommand, split_list
 from .data import EpisodeSampler, load_language_tasks, load_task_card
 from .data.files import file_tasks
-from .data.romanize import romanization_needed
+from .data.romanize import romanization_needed, romanized_copies
 from .data.sampler import episode_languages
 from .data.tagging_task import SentenceEpisodeSampler, TaggingTask
 from .distributed import Processes
@@ -85,6 +85,9 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
         tasks = load_language_tasks(card, sources, "train")
         dev_tasks = load_language_tasks(card, sources, "dev")
         labels, trained_on = card.labels, card.name
+    if train.romanized_copies == "on":  # before the episode check: a copy has its language's rows
+        tasks |= romanized_copies(tasks)
+        dev_tasks = dev_tasks | romanized_copies(dev_tasks) if dev_tasks else None
     n_way = train.n_way or None
     tagging = isinstance(next(iter(tasks.values())), TaggingTask)
     if not tagging:  # a language that cannot make an episode is skipped with a warning (not the whole run)

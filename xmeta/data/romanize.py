@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import unicodedata
 from collections.abc import Sequence
 from typing import Literal
 
@@ -23,6 +24,7 @@ from ..errors import ArgumentError
 
 RomanizeSetting = Literal["auto", "on", "off"]
 SETTINGS: tuple[str, ...] = ("auto", "on", "off")
+ROMANIZED_SUFFIX = "-Latn"  # a romanised copy's language code: the BCP 47 script subtag of the Latin alphabet
 
 
 @functools.cache
@@ -73,9 +75,23 @@ def romanization_needed(setting: str, tokenizer: PreTrainedTokenizerBase, lang: 
     return measure_coverage(tokenizer, lang, plain_strings(texts)).poorly_covered
 
 
-def romanized_task(task):
-    """``task`` (a `LanguageTask`) with its texts romanised."""
-    return dataclasses.replace(task, texts=romanize_texts(task.texts))
+def romanized_task(task, lang: str | None = None):
+    """``task`` (a `LanguageTask` or `TaggingTask`) with its texts romanised (and named ``lang`` if given)."""
+    return dataclasses.replace(task, texts=romanize_texts(task.texts), lang=lang or task.lang)
+
+
+def latin_share(texts: Sequence) -> float:
+    """The share of the letters in ``texts`` that are Latin (accented ones too); 1.0 with no letters."""
+    letters = [ch for text in plain_strings(texts) for ch in text if ch.isalpha()]
+    return sum(unicodedata.name(ch, "").startswith("LATIN") for ch in letters) / len(letters) if letters else 1.0
+
+
+def romanized_copies(tasks: dict) -> dict:
+    """``<lang>-Latn``: a romanised copy of each language whose letters are mostly not Latin, with the
+    same rows, labels and items. Meta-training on them teaches θ to adapt to romanised input, which is
+    what a target read romanised (``--romanize``) gives it."""
+    return {f"{lang}{ROMANIZED_SUFFIX}": romanized_task(task, f"{lang}{ROMANIZED_SUFFIX}")
+            for lang, task in tasks.items() if latin_share(task.texts) < 0.5}
 
 
 def romanize_targets(train: dict, test: dict, setting: str, encoder: str) -> list[str]:

@@ -89,6 +89,9 @@ METHODS = (
     Method("xmeta+shots", "xmeta", "variable-shot episodes: each meta-training episode draws 1 to k_shot support "
            "examples per class (`--min_k_shot 1`), so θ also learns to start from one example per class",
            training_flags={"min_k_shot": 1}, ablation=True),
+    Method("xmeta+romancopies", "xmeta", "romanised copies of the sources: each source in a script other than Latin "
+           "also meta-trains as <lang>-Latn, its texts romanised (`--romanized_copies on`), so θ learns to adapt to "
+           "the romanised input a poorly covered target gets", training_flags={"romanized_copies": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
     Method("xmeta-full", "xmeta", "the default + source attention + meta-embedding + learned inner rates",
