@@ -14,7 +14,8 @@ from tests.test_cli import run_error
 from xmeta import XMetaForSequenceClassification, exported_inputs
 from xmeta.cli import main
 from xmeta.data import LabelMap, LanguageTask
-from xmeta.data.romanize import romanization_needed, romanize_string, romanize_targets, romanize_text, romanize_texts
+from xmeta.data.romanize import (latin_share, romanization_needed, romanize_string, romanize_targets, romanize_text,
+                                 romanize_texts, romanized_copies)
 from xmeta.evaluation import few_shot_evaluation
 
 CHEROKEE = {"animal": ["ᎦᏬᏂᎯᏍᏗ ᏣᎳᎩ", "ᏣᎳᎩ ᎠᏓᏅᏙ"], "food": ["ᎤᏃᏴᎩ ᏔᎵᎭ", "ᏔᎵᎭ ᎪᏪᎸ"], "travel": ["ᏇᏂᎩ ᎠᎪᏪᎳ", "ᎠᎪᏪᎳ ᏍᏓᏱ"]}
@@ -43,6 +44,21 @@ def test_uroman_romanizes_cherokee_and_amharic():
     assert romanize_string(romanize_string("ᏣᎳᎩ")) == romanize_string("ᏣᎳᎩ")  # idempotent
     assert romanize_text(("ᏣᎳᎩ", "ሰላም")) == ("tsalagi", "salaame")  # a pair, part by part
     assert romanize_text(["ᏣᎳᎩ", "|", "ሰላም"]) == ["tsalagi", "|", "salaame"]  # tagging: word by word
+
+
+def test_romanized_copies_of_sources_in_other_scripts():
+    """A source whose letters are mostly not Latin gets a ``-Latn`` copy with the same rows, labels and items,
+    its texts romanised; an accented Latin language (uroman would strip its accents) gets none."""
+    cyrillic = _task("ru", [("кошка | собака", "animal"), ("суп", "food"), ("поезд", "travel")])
+    french = _task("fr", [("chat | chèvre", "animal"), ("pâté", "food"), ("métro", "travel")])
+    cherokee = _task("chr", [(t, label) for label, texts in CHEROKEE.items() for t in texts])
+    assert latin_share(french.texts) == 1.0 and latin_share(cyrillic.texts) == 0.0 and latin_share(["| 4 !"]) == 1.0
+    copies = romanized_copies({"ru": cyrillic, "fr": french, "chr": cherokee})
+    assert list(copies) == ["ru-Latn", "chr-Latn"]
+    ru = copies["ru-Latn"]
+    assert ru.lang == "ru-Latn" and ru.labels == cyrillic.labels and ru.item_ids == cyrillic.item_ids
+    assert ru.texts == ["koshka | sobaka", "sup", "poezd"] and cyrillic.texts[0] == "кошка | собака"  # the original kept
+    assert copies["chr-Latn"].texts[0] == "gawonihisdi tsalagi"
 
 
 def test_auto_romanizes_unk_heavy_text_only(tiny_encoder_dir):
@@ -150,3 +166,17 @@ def test_real_encoder_decides_chr_on_and_well_covered_targets_off():
     assert not (model.encode(raw, language="chr")["input_ids"] == unk).any()
     assert torch.equal(model.predict_proba(raw, lang="meta", language="chr"),
                        model.predict_proba(romanize_texts(raw), lang="meta"))
+
+
+@pytest.mark.real
+def test_romanized_copies_meta_train_the_real_encoder(tmp_path):
+    """`meta-train --romanized_copies on` on de and ru: θ meta-trains on ru-Latn too (a source language of the
+    saved model), and a chr adaptation reads Cherokee romanised, as the copies taught."""
+    assert main(["meta-train", "--out", str(tmp_path / "m"), "--task", "cldr-emoji", "--sources", "de,ru",
+                 "--romanized_copies", "on", "--steps", "2", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2",
+                 "--inner_steps", "1", "--lora_r", "2", "--lora_layers", "1", "--eval_every", "0"]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["source_languages"] == ["de", "ru", "ru-Latn"] and config["romanized_languages"] == []
+    assert main(["adapt", "--model", str(tmp_path / "m"), "--task", "cldr-emoji", "--lang", "chr", "--shots", "2",
+                 "--out", str(tmp_path / "chr")]) == 0
+    assert "chr" in json.loads((tmp_path / "chr" / "config.json").read_text())["romanized_languages"]

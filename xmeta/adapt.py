@@ -122,18 +122,20 @@ def adapt_language(
         attach_target_view(model, lang, romanize_texts(view_text) if romanized else view_text)
     model.train()
     representation = generator.representation_for(model, language, texts)[0] if init == "generated" else None
-    with generator.generating(representation) if generator is not None else contextlib.nullcontext():
-        if texts:
-            batch = LabelledBatch.build(model, texts, labels, language=language)
-            fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
-                             progress=f"adapt {lang}").run(model, batch)
-        else:  # zero-shot: the generated start alone
-            steps = 0
-            fast = generator.start_at(model, {n: p.detach() for n, p in model.fast_parameters().items()}, representation)
-    params = model.fast_parameters()
-    with torch.no_grad():
-        for name, value in fast.items():
-            params[name].copy_(value)
-        model.eval()
-        loss = batch_loss(model, {}, batch)[0].item() if texts else math.nan
+    with model.reading(language):  # e.g. the nearest-source mixer borrows for the examples' language
+        with generator.generating(representation) if generator is not None else contextlib.nullcontext():
+            if texts:
+                batch = LabelledBatch.build(model, texts, labels, language=language)
+                fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
+                                 progress=f"adapt {lang}").run(model, batch)
+            else:  # zero-shot: the generated start alone
+                steps = 0
+                fast = generator.start_at(model, {n: p.detach() for n, p in model.fast_parameters().items()},
+                                          representation)
+        params = model.fast_parameters()
+        with torch.no_grad():
+            for name, value in fast.items():
+                params[name].copy_(value)
+            model.eval()
+            loss = batch_loss(model, {}, batch)[0].item() if texts else math.nan
     return AdaptationResult(lang, len(texts), steps, time.perf_counter() - start, loss)

@@ -81,6 +81,9 @@ METHODS = (
            {"attention_lr": 0.05}, ablation=True),
     Method("xmeta+uniform", "xmeta", "+ the source bank mixed by a uniform average of its adapters (no attention)",
            {"source_attention": "on", "source_mixer": "uniform"}, ablation=True),
+    Method("xmeta+nearest", "xmeta", "+ the source bank mixed by the source typologically nearest to the text's "
+           "language (URIEL; every token of the text; in meta-training the nearest other source)",
+           {"source_attention": "on", "source_mixer": "nearest"}, ablation=True),
     Method("xmeta+arrow", "xmeta", "+ the source bank mixed by peft's Arrow routing (top 3 sources per token)",
            {"source_attention": "on", "source_mixer": "arrow"}, ablation=True),
     Method("xmeta+generate", "xmeta", "+ generated adapters: a hypernetwork maps each language's URIEL prior over "

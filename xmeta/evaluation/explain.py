@@ -129,7 +129,7 @@ def explain_sources(model, texts: Sequence, lang: str, adapter: str, batch_size:
         for start in range(0, len(texts), batch_size):
             inputs = model.encode(list(texts[start : start + batch_size]), lang)
             mask = inputs["attention_mask"].unsqueeze(-1).float()
-            with transfer.attention.recording() as seen:
+            with transfer.attention.recording() as seen, model.reading(lang):
                 model(**inputs)
             per_layer = torch.stack([(weights * mask).sum((0, 1)) for _, weights in seen]).mean(0)
             mass += per_layer

@@ -125,7 +125,8 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
         if not rows:
             continue
         batch = LabelledBatch.build(model, [task.texts[r] for r in rows], [task.labels[r] for r in rows], language=lang)
-        features.append(mix.features(model, generated_start(model, theta, lang), batch))
+        with model.reading(lang):
+            features.append(mix.features(model, generated_start(model, theta, lang), batch))
         labels.append(batch.labels)
         langs.append(lang)
     if not features:

@@ -107,6 +107,15 @@ class XMetaModelBase(LanguageAdapters, XMetaPreTrainedModel):
                 stack.enter_context(component.episode(lang))
             yield
 
+    @contextlib.contextmanager
+    def reading(self, language: str | None):
+        """Forward passes in the block read texts of ``language`` (a component may condition on it: the
+        nearest-source mixer of source attention borrows from the sources typologically nearest to it)."""
+        with contextlib.ExitStack() as stack:
+            for component in self.components.values():
+                stack.enter_context(component.reading(language))
+            yield
+
     def remember_source(self, lang: str, weights: dict[str, torch.Tensor], momentum: float | None = None) -> None:
         """Show the components an inner-loop result of a source language (source attention blends it into its bank slot)."""
         for component in self.components.values():
@@ -210,15 +219,17 @@ class XMetaModelBase(LanguageAdapters, XMetaPreTrainedModel):
         return {"lower_hidden": lower, "attention_mask": inputs["attention_mask"], "lower_layers": split, **kept}
 
     @contextlib.contextmanager
-    def evaluating(self, lang: str | None):
-        """Eval mode through ``lang``'s adapter (None: the active one), restored afterwards."""
+    def evaluating(self, lang: str | None, language: str | None = None):
+        """Eval mode through ``lang``'s adapter (None: the active one), restored afterwards, on texts of
+        ``language`` (None: the adapter's)."""
         previous = self.active_language
         if lang is not None:
             self.use_language(lang)
         was_training = self.training
         self.eval()
         try:
-            yield
+            with self.reading(language or self.active_language):
+                yield
         finally:
             self.train(was_training)
             if lang is not None:

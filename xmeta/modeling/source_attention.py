@@ -18,8 +18,10 @@ win for every language). With a *routing prior* (``routing_prior`` [S, S]) an au
 ties the attention of an episode of l to which sources typology says are close (`xmeta.modeling.routing`).
 
 Plain mixers to compare the learned attention with (``mixer``): ``uniform`` gives every (unmasked) source the
-same weight, ``arrow`` routes each token by peft's Arrow rule on the bank's own adapters
-(`xmeta.modeling.arrow`); neither has anything to learn.
+same weight, ``nearest`` gives every token of a text the source(s) typologically nearest to the text's language
+(``top_k``, default 1; weighted by the URIEL routing prior among them; ``nearness``, set per language by the
+component), ``arrow`` routes each token by peft's Arrow rule on the bank's own adapters (`xmeta.modeling.arrow`);
+none has anything to learn.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torch import nn
 from .arrow import arrow_config, arrow_logits, arrow_prototypes
 from .source_bank import SourceLanguageBank
 
-MIXERS = ("attention", "uniform", "arrow")
+MIXERS = ("attention", "uniform", "nearest", "arrow")
 
 
 class SourceLanguageAttention(nn.Module):
@@ -50,7 +52,9 @@ class SourceLanguageAttention(nn.Module):
         self.dim = dim
         self.mixer = mixer
         self.arrow = arrow_config(top_k) if mixer == "arrow" else None
-        self.top_k = self.arrow.top_k if self.arrow else top_k
+        self.top_k = self.arrow.top_k if self.arrow else (top_k or 1) if mixer == "nearest" else top_k
+        # nearest: log routing prior [S] of the language being read (None: unknown, every source alike)
+        self.nearness: torch.Tensor | None = None
         # arrow: target name -> the bank's prototypes v_l [S, in] (set by `SourceTransfer`)
         self.prototypes: Callable[[str], torch.Tensor] | None = None
         self.query = nn.ModuleDict({str(i): nn.Linear(hidden, dim, bias=False) for i in layers})
@@ -98,8 +102,10 @@ class SourceLanguageAttention(nn.Module):
 
     def logits(self, layer: int, x: torch.Tensor, target: str | None) -> torch.Tensor:
         """The mixer's scores [..., S] before masking (``target``: the adapted linear, for Arrow)."""
-        if self.mixer == "uniform":
+        if self.mixer == "uniform" or (self.mixer == "nearest" and self.nearness is None):
             return x.new_zeros(*x.shape[:-1], len(self.languages))
+        if self.mixer == "nearest":
+            return self.nearness.to(x).expand(*x.shape[:-1], -1)
         if self.mixer == "arrow":
             return arrow_logits(x, self.prototypes(target), self.arrow)
         tau = self.log_tau[self.layers.index(layer)].exp()

@@ -125,6 +125,12 @@ class Component:
         """Around an inner loop and query pass on ``lang``."""
         yield
 
+    @contextlib.contextmanager
+    def reading(self, language: str | None) -> Iterator[None]:
+        """Around forward passes on texts of ``language`` (their language, whatever the adapter's name; None:
+        unknown); an episode of ``lang`` reads ``lang`` too."""
+        yield
+
     def outer_step(self, step: int, steps: int) -> None:
         """Outer step ``step`` (from 1) of ``steps`` begins (e.g. to anneal an auxiliary loss)."""
 

@@ -19,9 +19,11 @@ import torch
 from safetensors.torch import save_file
 
 from ...arguments import require_number
+from ...data.typology import routing_prior
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
 from ...meta.bank import finalize_bank
+from ..language_codes import META_ADAPTER
 from ..pooling import mean_pool
 from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
 from ..source_attention import build_source_transfer
@@ -48,10 +50,12 @@ class SourceAttentionFlags(ComponentFlags):
         "help": "the routing loss reads the attention before the episode's own language is masked, toward a prior "
                 "that includes that language itself, so the attention learns which source a language's tokens "
                 "resemble (needs --routing_weight)"})
-    source_mixer: Literal["attention", "uniform", "arrow"] = field(default="attention", metadata={
-        "help": "what mixes the bank: the learned attention, a uniform average of the source adapters, or peft's "
-                "Arrow routing (each token to the --attention_top_k sources, default 3, whose adapter's top right "
-                "singular vector it aligns with most)"})
+    source_mixer: Literal["attention", "uniform", "nearest", "arrow"] = field(default="attention", metadata={
+        "help": "what mixes the bank: the learned attention, a uniform average of the source adapters, the "
+                "--attention_top_k sources (default 1) typologically nearest to the language being read (URIEL; "
+                "weighted by the routing prior among them; a language URIEL lacks: uniform), or peft's Arrow routing "
+                "(each token to the --attention_top_k sources, default 3, whose adapter's top right singular vector "
+                "it aligns with most)"})
 
     def validate(self) -> None:
         if self.attention_top_k < 0:
@@ -102,11 +106,13 @@ class SourceAttention(Component):
     model_flags = SourceAttentionFlags
     training_flags = SourceAttentionTrainingFlags
 
-    def __init__(self, module, routing_weight: float = 0.0) -> None:
+    def __init__(self, module, routing_weight: float = 0.0, routing_temperature: float = 0.1) -> None:
         super().__init__(module)
+        self.routing_temperature = routing_temperature  # of the URIEL prior the nearest mixer ranks sources by
         self.routing_weight = routing_weight  # λ_t of the current outer step (see `outer_step`)
         self._initial_routing_weight = routing_weight
         self._lang: str | None = None  # the episode's language
+        self._nearness: dict[str, torch.Tensor | None] = {}  # the nearest mixer's scores per language read
 
     @classmethod
     def build(cls, model, network) -> SourceAttention:
@@ -119,7 +125,7 @@ class SourceAttention(Component):
             mixer=c.source_mixer)
         transfer.attach({name: linears[name] for name in transfer.bank.targets})
         model.source_transfer = transfer
-        return cls(transfer, c.routing_weight)
+        return cls(transfer, c.routing_weight, c.routing_temperature)
 
     def param_groups(self, args) -> list[dict]:
         """The attention's query, keys and temperature at ``--attention_lr`` (0: with θ at the outer rate)."""
@@ -166,10 +172,33 @@ class SourceAttention(Component):
         """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
         previous, self._lang = self._lang, lang
         try:
-            with self.module.attention.excluding([lang]):
+            with self.module.attention.excluding([lang]), self.reading(lang):
                 yield
         finally:
             self._lang = previous
+
+    @contextlib.contextmanager
+    def reading(self, language: str | None) -> Iterator[None]:
+        """The nearest mixer borrows from the sources nearest to ``language`` (the others ignore it)."""
+        attention = self.module.attention
+        if attention.mixer != "nearest":
+            yield
+            return
+        previous, attention.nearness = attention.nearness, self.nearness(language)
+        try:
+            yield
+        finally:
+            attention.nearness = previous
+
+    def nearness(self, language: str | None) -> torch.Tensor | None:
+        """log p: the URIEL routing prior of ``language`` over the bank's sources (None: θ's own passes, or a
+        language URIEL lacks), looked up once per language."""
+        if language in (None, META_ADAPTER):
+            return None
+        if language not in self._nearness:
+            prior = routing_prior(language, self.module.bank.languages, self.routing_temperature)
+            self._nearness[language] = None if prior is None else torch.log(torch.as_tensor(prior, dtype=torch.float32))
+        return self._nearness[language]
 
     def outer_step(self, step: int, steps: int) -> None:
         """λ_t = routing_weight · (1 − (t − 1) / steps): linear annealing over meta-training."""
