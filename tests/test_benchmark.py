@@ -209,6 +209,8 @@ def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_enco
     assert base == prints()  # stable
     models, cells, tuning = prints(replace(plan, meta_steps=plan.meta_steps + 1))
     assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if m not in ("probe", "target-only")}
+    models, cells, tuning = prints(replace(plan, training_seed=1))  # every trained model (the probe's too: a key)
+    assert all(models[m] != base[0][m] for m in models) and all(cells[m] != base[1][m] for m in cells)
     models, cells, tuning = prints(replace(plan, test_per_class=3))
     assert models == base[0] and tuning == base[2] and all(cells[m] != base[1][m] for m in cells)
     models, cells, tuning = prints(replace(plan, target_text="train"))
@@ -431,8 +433,10 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert "source_mixer" not in plain and plain["source_attention"] == "off" and plain["outer_lr"] > 0
     arrow = resolved_settings(EncoderArguments(source_attention="on", source_mixer="arrow"), MetaTrainingArguments())
     assert arrow["source_mixer"] == "arrow"
-    assert not {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot"} & set(plain)  # they came later too
+    later = {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot", "routing_self", "romanized_copies"}
+    assert not later & set(plain)  # they came later too
     assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1
+    assert resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="on"))["romanized_copies"] == "on"
     generated = resolved_settings(EncoderArguments(adapter_generator="on"), MetaTrainingArguments(generator_lr=0.01))
     assert generated["adapter_generator"] == "on" and generated["generator_lr"] == 0.01
 

@@ -183,6 +183,9 @@ class BenchmarkCommand:
     budgets: str = field(default="1", metadata={"help": "multiples of that budget at which B1/B2 and every xmeta row "
                                                          "are trained and scored at the ablation shots (budget.md/.png)"})
     test_per_class: int = field(default=25, metadata={"help": "test rows per class and target (stratified subsample)"})
+    training_seed: int = field(default=0, metadata={
+        "help": "seed of every trained model (xmeta's meta-training, B1's and B3's initialisation and batches): "
+                "another seed measures how much a row owes to one training run (shots and test rows stay the same)"})
     romanize: Literal["auto", "on", "off"] = field(default="auto", metadata={
         "help": "romanise a target's texts for every method (auto: where over 5%% of its tokens are <unk>); "
                 "use another --out per setting"})

@@ -80,7 +80,8 @@ class BenchmarkCache:
     def model_settings(self, method: Method) -> dict:
         """What determines the model (or probe setup) a method's cells are scored with. A warm-start row's
         joint stage and meta-training together get the example passes of B1 at the same budget."""
-        p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps, "seed": 0}
+        p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps,
+                         "seed": self.plan.training_seed}
         if method.kind in ("joint", "joint-ft", "oracle"):
             return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way(), self.joint_multiple(method)),
                     "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class}

@@ -56,7 +56,7 @@ class BenchmarkModels(BenchmarkCache):
         if method.kind in ("joint", "joint-ft"):
             return XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
         if method.kind == "target-only":
-            torch.manual_seed(0)
+            torch.manual_seed(self.plan.training_seed)
             return self.fresh_model()
         return XMetaForSequenceClassification.from_pretrained(self.meta_trained(method))
 
@@ -76,7 +76,8 @@ class BenchmarkModels(BenchmarkCache):
         training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
                                          k_shot=self.plan.k_shot, k_query=self.plan.k_query,
                                          inner_steps=self.plan.inner_steps, eval_every=0, checkpoint_every=10,
-                                         dev_episodes=self.dev_episodes, seed=0, **method.training_flags,
+                                         dev_episodes=self.dev_episodes, seed=self.plan.training_seed,
+                                         **method.training_flags,
                                          **({"joint_steps": settings["joint_steps"]} if method.warm_start else {}))
         earlier = checkpoint_seconds(Path(f"{out}.checkpoint")) if resume else 0.0
         start = time.perf_counter()
@@ -98,7 +99,7 @@ class BenchmarkModels(BenchmarkCache):
         out = self.model_dir(method)
         if (out / "config.json").exists():
             return out
-        torch.manual_seed(0)
+        torch.manual_seed(self.plan.training_seed)
         model = self.fresh_model()
         texts = [t for task in self.source_train.values() for t in task.texts]
         labels = [y for task in self.source_train.values() for y in task.labels]

@@ -133,6 +133,7 @@ class Plan:
     oracle_epochs: float = 2.0
     pseudo_targets: int = 3
     romanize: str = "auto"  # input preprocessing of the targets, the same for every method
+    training_seed: int = 0  # seed of every trained model (the shot and test rows do not depend on it)
     tuning_k: int = 4  # shots per class of the tuning's pseudo-targets (source dev rows)
     tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
     tuning_steps: list[int] = field(default_factory=lambda: [10, 30])  # adaptation steps tried with every lr
@@ -215,7 +216,7 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...], card_separat
                 ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
                 methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
                 budgets=budget_list(cmd.budgets), target_text=cmd.target_text, test_per_class=cmd.test_per_class,
-                romanize=cmd.romanize)
+                romanize=cmd.romanize, training_seed=cmd.training_seed)
     if cmd.quick:  # the fewest meta-steps that leave every budget 2 (a warm-start row splits them)
         plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
                        meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, xmeta_adapt_steps="2", test_per_class=2, dev_per_class=1, probe_per_class=1,

@@ -140,7 +140,8 @@ class BenchmarkReport:
             f"{len(p.seeds)} shot seeds of that mean (K=0 and all-rows runs are deterministic: one run). "
             f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only. "
             f"Unlabelled target text (`--target_text`): {p.target_text}"
-            f"{' (read by the meta-embedding rows)' if p.target_text == 'train' else ''}.\n\n",
+            f"{' (read by the meta-embedding rows)' if p.target_text == 'train' else ''}."
+            f"{f' Every model trained with seed {p.training_seed} (`--training_seed`).' if p.training_seed else ''}\n\n",
             self.headline(p.targets),
         ]
         if p.extra_targets:
