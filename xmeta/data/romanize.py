@@ -7,6 +7,9 @@ gawonihisdi", which the encoder reads as Latin pieces.
 Romanisation is input preprocessing, decided once per language and stored in the model config
 (``romanized_languages``): `auto` turns it on where the tokenizer's ``<unk>`` share on the
 language's own text exceeds `xmeta.coverage.UNK_SHARE_LIMIT`, `on` everywhere, `off` nowhere.
+
+`meta-train --romanized_copies on` adds a romanised copy of each source in a script other than Latin
+(``ru-Latn``, ...) to the meta-training languages, so θ also learns to adapt to romanised text.
 """
 
 from __future__ import annotations
