@@ -221,15 +221,16 @@ class XMetaModelBase(LanguageAdapters, XMetaPreTrainedModel):
     @contextlib.contextmanager
     def evaluating(self, lang: str | None, language: str | None = None):
         """Eval mode through ``lang``'s adapter (None: the active one), restored afterwards, on texts of
-        ``language`` (None: the adapter's)."""
+        ``language`` (None: the adapter's); yields the texts' language."""
         previous = self.active_language
         if lang is not None:
             self.use_language(lang)
         was_training = self.training
         self.eval()
         try:
-            with self.reading(language or self.active_language):
-                yield
+            language = language or self.active_language
+            with self.reading(language):
+                yield language
         finally:
             self.train(was_training)
             if lang is not None:

@@ -81,8 +81,7 @@ class XMetaForSequenceClassification(XMetaModelBase):
         `from_pretrained` sets to the only adapted language; "meta": θ). A single string is one text: ``[C]``.
         ``language``: the texts' language when the adapter is not named by it (θ, a scratch adapter)."""
         rows, single = text_batch(texts)
-        with self.evaluating(lang, language):
-            language = language or self.active_language
+        with self.evaluating(lang, language) as language:
             chunks = [
                 self(**self.encode(rows[i : i + batch_size], language)).logits.softmax(-1)
                 for i in range(0, len(rows), batch_size)

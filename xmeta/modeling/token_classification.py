@@ -88,8 +88,7 @@ class XMetaForTokenClassification(XMetaModelBase):
         """Per sentence, ``[kept words, C]`` logits through ``lang``'s adapter (None: the active one; "meta": θ).
         ``language``: the sentences' language when the adapter is not named by it (θ, a scratch adapter)."""
         out: list[torch.Tensor] = []
-        with self.evaluating(lang, language):
-            language = language or self.active_language
+        with self.evaluating(lang, language) as language:
             for i in range(0, len(sentences), batch_size):
                 inputs = self.encode(sentences[i : i + batch_size], language)
                 logits = self(**inputs).logits
