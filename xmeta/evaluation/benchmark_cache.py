@@ -96,8 +96,8 @@ class BenchmarkCache:
                     # every setting, defaults included: a changed default is a different model
                     "resolved": resolved_settings(EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                                                   MetaTrainingArguments(**method.training_flags))}
-        if method.kind == "probe":
-            return {**base, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
+        if method.kind == "probe":  # nothing in it is seeded: its fingerprint keeps the seed it always had
+            return {**base, "seed": 0, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
                     "c_grid": PROBE_C_GRID}
         return {**base, "kind": method.kind}
 
