@@ -92,7 +92,7 @@ class BenchmarkCache:
             return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps,
                     "adapt_selection_shots": selection_shots(p.k_shot), "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
-                    "flags": {**method.encoder_flags, **method.training_flags},
+                    "flags": without_neutral({**method.encoder_flags, **method.training_flags}),
                     # every setting, defaults included: a changed default is a different model
                     "resolved": resolved_settings(EncoderArguments(encoder=self.encoder, **method.encoder_flags),
                                                   MetaTrainingArguments(**method.training_flags))}
@@ -200,5 +200,10 @@ class BenchmarkCache:
 def resolved_settings(*arguments) -> dict:
     """Every setting of these argument dataclasses, defaults included (a changed default is a different
     model), less those at their `NEUTRAL_SETTINGS` value."""
-    merged = {k: v for a in arguments for k, v in asdict(a).items()}
-    return {k: v for k, v in merged.items() if NEUTRAL_SETTINGS.get(k, object()) != v}
+    return without_neutral({k: v for a in arguments for k, v in asdict(a).items()})
+
+
+def without_neutral(settings: dict) -> dict:
+    """``settings`` less those at their `NEUTRAL_SETTINGS` value: a row that names such a value (an ablation that
+    turns a later default off) is the model cached before that option existed."""
+    return {k: v for k, v in settings.items() if NEUTRAL_SETTINGS.get(k, object()) != v}

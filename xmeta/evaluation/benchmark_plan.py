@@ -60,9 +60,13 @@ METHODS = (
     Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
     Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
            "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
-           "estimated for each language; θ's head is the source prototypes for K=0)"),
+           "estimated for each language; θ's head is the source prototypes for K=0), with romanised copies of the "
+           "sources in scripts other than Latin"),
     Method("xmeta-2x", "xmeta", "the default recipe with twice the meta-steps (and twice B1's example budget)",
            ablation=True, budget_scale=2, by_default=False),
+    Method("xmeta-romancopies", "xmeta", "no romanised copies of the sources (`--romanized_copies off`): θ meta-trains "
+           "on the sources as written only (the default before the copies)", training_flags={"romanized_copies": "off"},
+           ablation=True),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
     Method("xmeta+mix", "xmeta", "the prototypes added to a meta-learned head (a learned mix), not the head alone",
@@ -92,9 +96,6 @@ METHODS = (
     Method("xmeta+shots", "xmeta", "variable-shot episodes: each meta-training episode draws 1 to k_shot support "
            "examples per class (`--min_k_shot 1`), so θ also learns to start from one example per class",
            training_flags={"min_k_shot": 1}, ablation=True),
-    Method("xmeta+romancopies", "xmeta", "romanised copies of the sources: each source in a script other than Latin "
-           "also meta-trains as <lang>-Latn, its texts romanised (`--romanized_copies on`), so θ learns to adapt to "
-           "the romanised input a poorly covered target gets", training_flags={"romanized_copies": "on"}, ablation=True),
     Method("xmeta+me", "xmeta", "+ meta-embedding", {"meta_embedding": "on"}, ablation=True),
     Method("xmeta+lr", "xmeta", "+ learned inner rates", training_flags={"learn_inner_lr": True}, ablation=True),
     Method("xmeta-full", "xmeta", "the default + source attention + meta-embedding + learned inner rates",

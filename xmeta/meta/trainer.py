@@ -47,7 +47,8 @@ class BaseMetaTrainingArguments:
         "help": "with 1..k_shot-1: each training episode draws its support examples per class from min_k_shot..k_shot "
                 "(variable-shot episodes; dev episodes keep k_shot); 0: every episode has k_shot"})
     k_query: int = field(default=4, metadata={"help": "query examples per class"})
-    romanized_copies: Literal["on", "off"] = field(default="off", metadata={
+    # on: K>=4 gains on both tasks' benchmarks, Cherokee K=16 0.30 -> 0.48 (README)
+    romanized_copies: Literal["on", "off"] = field(default="on", metadata={
         "help": "on: every source language in a script other than Latin also meta-trains as <lang>-Latn, its texts "
                 "romanised (uroman), so θ learns to adapt to what --romanize makes of a poorly covered target"})
     inner_lr: float = field(default=0.05, metadata={"help": "inner-loop SGD learning rate"})
