@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: meta-train briefly on the 20 default source languages,
+# The main job on the embedded default: meta-train briefly on the 20 default source languages (and the
+# romanised copies of the 9 in scripts other than Latin),
 # then score Yoruba (never seen in training) zero-shot and after adapting on 4 examples per class.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from xmeta.cli import main
-from xmeta.evaluation.benchmark_cache import resolved_settings
+from xmeta.evaluation.benchmark_cache import resolved_settings, without_neutral
 from xmeta.evaluation.benchmark_plan import ALL_ROWS, DEFAULT_METHOD_NAMES, METHODS, Plan
 from xmeta.meta.trainer import MetaTrainingArguments
 from xmeta.train import EncoderArguments
@@ -429,15 +429,18 @@ def test_a_mean_over_fewer_seeds_than_the_plan_says_how_many():
 
 def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_value():
     """`source_mixer` came after models were cached: "attention" is what they did, so it is left out; any other
-    value (a different model) is in."""
+    value (a different model) is in. `romanized_copies` became "on" by default later: the default is in, and the
+    ablation that names "off" (in its flags too) is the model cached before the option existed."""
     plain = resolved_settings(EncoderArguments(), MetaTrainingArguments())
     assert "source_mixer" not in plain and plain["source_attention"] == "off" and plain["outer_lr"] > 0
     arrow = resolved_settings(EncoderArguments(source_attention="on", source_mixer="arrow"), MetaTrainingArguments())
     assert arrow["source_mixer"] == "arrow"
-    later = {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot", "routing_self", "romanized_copies"}
+    later = {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot", "routing_self"}
     assert not later & set(plain)  # they came later too
+    assert plain["romanized_copies"] == "on"
+    assert "romanized_copies" not in resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="off"))
+    assert without_neutral({"romanized_copies": "off", "meta_head": "on"}) == {"meta_head": "on"}
     assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1
-    assert resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="on"))["romanized_copies"] == "on"
     generated = resolved_settings(EncoderArguments(adapter_generator="on"), MetaTrainingArguments(generator_lr=0.01))
     assert generated["adapter_generator"] == "on" and generated["generator_lr"] == 0.01
 

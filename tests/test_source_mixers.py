@@ -156,7 +156,7 @@ def test_plain_mixers_on_the_real_encoder(tmp_path, mixer):
     assert main(["meta-train", "--out", str(tmp_path / "m"), "--task", "cldr-emoji", "--sources", "pt,es,ru,uk",
                  "--steps", "2", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2",
                  "--lora_layers", "1", "--source_attention", "on", "--source_mixer", mixer, "--adapt_steps", "1",
-                 "--eval_every", "0"]) == 0
+                 "--eval_every", "0", "--romanized_copies", "off"]) == 0
     assert main(["explain", "--model", str(tmp_path / "m"), "--lang", "gl", "--max_texts", "16",
                  "--out", str(tmp_path / "gl")]) == 0
     profile = json.loads((tmp_path / "gl" / "explain.json").read_text())

@@ -165,7 +165,8 @@ def test_explain_shows_typology_and_says_when_uriel_lacks_a_language(tmp_path, t
 @pytest.mark.real
 def test_explain_on_the_real_encoder_shows_the_similarity_column(tmp_path, capsys):
     """One real meta-step over Portuguese, Spanish, Russian and Chinese with source attention; `explain gl`
-    (Galician, never trained on) lists every source with its URIEL similarity, Portuguese and Spanish first."""
+    (Galician, never trained on) lists every source with its URIEL similarity, Portuguese and Spanish first; the
+    default romanised copies ru-Latn and zh-Latn are sources too, typed as their language."""
     from xmeta.cli import main
 
     _meta_train(main, tmp_path / "m", "--task", "cldr-emoji", "--sources", "pt,es,ru,zh", "--eval_every", "0")
@@ -175,8 +176,9 @@ def test_explain_on_the_real_encoder_shows_the_similarity_column(tmp_path, capsy
     table = capsys.readouterr().out
     assert "| source | attention mass | task-embedding cosine | typological similarity | typology prior |" in table
     profile = json.loads((tmp_path / "gl" / "explain.json").read_text())
-    assert profile["texts"] == 16 and sorted(profile["sources"]) == ["es", "pt", "ru", "zh"]
+    assert profile["texts"] == 16 and sorted(profile["sources"]) == ["es", "pt", "ru", "ru-Latn", "zh", "zh-Latn"]
     sim = dict(zip(profile["sources"], profile["typology"]))
     assert min(sim["pt"], sim["es"]) > max(sim["ru"], sim["zh"])
+    assert (sim["ru-Latn"], sim["zh-Latn"]) == pytest.approx((sim["ru"], sim["zh"]))
     assert all(f"| {lang} |" in table for lang in profile["sources"])
     assert (tmp_path / "gl" / "source_attention.png").stat().st_size > 0
