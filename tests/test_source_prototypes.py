@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -16,7 +17,9 @@ from xmeta.data import LabelMap, LanguageTask
 from xmeta.errors import ArgumentError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.meta.source_prototypes import fold_source_prototypes, prior_rows, stratified_rows
-from xmeta.modeling.prototype_head import MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor
+from xmeta.modeling.prototype_head import (
+    MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor, support_variance,
+)
 
 TEXTS = ["cat dog", "bus train", "bread soup"]
 
@@ -171,6 +174,11 @@ def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
                  "--prototype_head", "on"]) == 0
     mix = XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix
     assert mix.source_weight.abs().sum() > 0 and mix.source_bias.abs().sum() > 0
+    assert (mix.prior, mix.within) == ("per_language", "support")  # the new default is saved with the model
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    del config["prototype_prior_within"]  # a folder saved before the setting: the sources' w, as it was measured
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    assert XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix.within == "sources"
 
 
 def test_per_language_prior_weight_is_within_over_the_languages_own_distance():
@@ -196,6 +204,36 @@ def test_per_language_prior_weight_is_within_over_the_languages_own_distance():
     centred, _, counts = class_means(source[y], y, classes)  # a language exactly on the source means
     mix.within_variance.fill_(w)
     assert mix.prior_weight(centred, counts) == MAX_PRIOR_ROWS
+
+
+def test_support_within_reads_the_languages_own_row_noise():
+    """A language whose rows scatter half as much as the sources' (w_t = w/2): with the sources' w the
+    per-language τ comes out far too large (its examples all but ignored); with ``within="support"`` it is
+    w_t/b from the support; a K=1 support (no class with two rows) takes the sources' τ."""
+    gen = torch.Generator().manual_seed(1)
+    classes, dims, w, b = 8, 2048, 0.5, 0.05
+    source = torch.randn(classes, dims, generator=gen)
+    source -= source.mean(0)
+    mixes = {within: PrototypeMix(classes, dims, meta_head=False, prior="per_language", within=within)
+             for within in ("sources", "support")}
+    for mix in mixes.values():
+        mix.source_means.copy_(source)
+        mix.prior_rows.fill_(80.0)
+        mix.within_variance.fill_(w)
+    means = source + b ** 0.5 * torch.randn(classes, dims, generator=gen)
+    y = torch.arange(classes).repeat(4)
+    rows = means[y] + (w / 2) ** 0.5 * torch.randn(len(y), dims, generator=gen)
+    centred, centre, counts = class_means(rows, y, classes)
+    own = support_variance(rows, y, centred, centre, counts)
+    assert own == pytest.approx(w / 2, rel=0.05)
+    assert mixes["support"].prior_weight(centred, counts, own) == pytest.approx(w / 2 / b, rel=0.25)
+    assert mixes["sources"].prior_weight(centred, counts, own) > 3 * w / 2 / b
+    single = torch.arange(classes)
+    centred, centre, counts = class_means(rows[:classes], single, classes)
+    assert support_variance(rows[:classes], single, centred, centre, counts) is None
+    assert mixes["support"].prior_weight(centred, counts, None) == 80.0
+    with pytest.raises(ValueError, match="within-class variance"):
+        PrototypeMix(classes, dims, within="target")
 
 
 def test_without_a_meta_head_the_head_is_the_prototypes_alone(tiny_encoder_dir):

@@ -62,6 +62,7 @@ class XMetaConfig(PretrainedConfig):
     prototype_head: bool = False  # inner loops start the head from the support's class prototypes (see modeling.prototype_head)
     prototype_meta_head: bool = True  # the prototypes are added to a meta-learned head (else they are the head)
     prototype_prior: str = "sources"  # per_language | sources: the weight of the source prior (modeling.prototype_head)
+    prototype_prior_within: str = "sources"  # support | sources: whose row noise the per-language prior reads
     adapter_generator: bool = False  # a hypernetwork generates each language's start (see modeling.generator)
     generator_dim: int = 16  # size of its source-language embeddings
     head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'

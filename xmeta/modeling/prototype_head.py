@@ -51,7 +51,10 @@ That τ says how far the source languages sit from each other; a new language ma
 (cldr-emoji: τ ≈ 80 among the sources, 5–15 for the targets). With ``prior="per_language"`` (the
 default) τ = w / b is estimated for each support from its own distance to the source means
 (`PrototypeMix.prior_weight`, empirical Bayes by the method of moments), so a far language trusts
-its own examples sooner.
+its own examples sooner. With ``within="support"`` (new models) w is the support's own scatter of
+rows around their class means: a target's rows scatter less than the sources' (cldr-emoji: 0.73–0.96×),
+so the sources' w took most of a K=1 support's distance for noise and all but ignored its examples.
+A support of single rows (K=1) cannot tell its scatter from its noise, and takes the sources' τ.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ SOURCE_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias", "prot
                "prototype_mix.prior_rows", "prototype_mix.within_variance")
 MAX_PRIOR_ROWS = 1e4  # the means agree (almost) exactly: the prior all but fixes the prototypes
 PRIORS = ("per_language", "sources")
+WITHINS = ("support", "sources")  # whose within-class variance the per-language prior divides by
 
 
 def is_head_tensor(name: str) -> bool:
@@ -85,6 +89,16 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -
     return (means - centre) * present.unsqueeze(1), centre, counts
 
 
+def support_variance(features: torch.Tensor, labels: torch.Tensor, centred: torch.Tensor, centre: torch.Tensor,
+                     counts: torch.Tensor) -> float | None:
+    """The rows' variance per feature around their class means (``class_means``' output), unbiased; None
+    when no class has two rows."""
+    dof = len(labels) - int((counts > 0).sum())
+    if dof < 1:
+        return None
+    return float(((features.float() - centre - centred[labels]) ** 2).sum()) / dof / features.shape[-1]
+
+
 def linear_from_means(centred: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the head whose logits are −‖(x − centre) − μ'_c‖² + (a term equal for every class)."""
     weight = 2 * centred
@@ -100,11 +114,14 @@ def prototype_linear(features: torch.Tensor, labels: torch.Tensor, num_labels: i
 class PrototypeMix(nn.Module):
     """The slow log-scale s of the prototype head and the inner loop's prototype start."""
 
-    def __init__(self, num_labels: int, features: int, meta_head: bool = True, prior: str = "sources") -> None:
+    def __init__(self, num_labels: int, features: int, meta_head: bool = True, prior: str = "sources",
+                 within: str = "sources") -> None:
         super().__init__()
         if prior not in PRIORS:
             raise ValueError(f"prototype prior must be one of {', '.join(PRIORS)} (got {prior!r})")
-        self.meta_head, self.prior = meta_head, prior
+        if within not in WITHINS:
+            raise ValueError(f"prototype prior's within-class variance must be one of {', '.join(WITHINS)} (got {within!r})")
+        self.meta_head, self.prior, self.within = meta_head, prior, within
         self.log_scale = nn.Parameter(torch.zeros(()))
         # s · the source prototype head folded into θ's head (zero until `fold_source_prototypes`)
         self.register_buffer("source_weight", torch.zeros(num_labels, features))
@@ -115,18 +132,24 @@ class PrototypeMix(nn.Module):
         # w: the sources' within-class variance of single rows per feature (0: unknown, no per-language prior)
         self.register_buffer("within_variance", torch.zeros(()))
 
-    def prior_weight(self, centred: torch.Tensor, counts: torch.Tensor) -> float:
+    def prior_weight(self, centred: torch.Tensor, counts: torch.Tensor, support_within: float | None = None) -> float:
         """τ for a support with centred class means ``centred`` of ``counts`` rows per class.
 
         ``prior="per_language"``: b, the variance of this language's class means around the source
         means, is what their mean squared distance per feature exceeds the sampling noise w/n_c by
         (centring over the C present classes shrinks it by 1 − 1/C); τ = w / b, capped at
-        `MAX_PRIOR_ROWS`. Otherwise, before the fold (τ = 0) or without w: the sources' τ."""
+        `MAX_PRIOR_ROWS`. w is the sources', or with ``within="support"`` ``support_within`` (the
+        support's own, `support_variance`; None, as for K=1: the sources' τ). Otherwise, before the
+        fold (τ = 0) or without the sources' w: the sources' τ."""
         tau, within = float(self.prior_rows), float(self.within_variance)
         present = counts > 0
         classes = int(present.sum())
         if self.prior != "per_language" or tau <= 0 or within <= 0 or classes < 2:
             return tau
+        if self.within == "support":
+            if support_within is None or support_within <= 0:
+                return tau
+            within = support_within
         spread = ((centred - self.source_means) ** 2).mean(1)[present] / (1 - 1 / classes)
         ratio = float((spread / within - 1 / counts[present]).mean())  # b / w
         return MAX_PRIOR_ROWS if ratio <= 1 / MAX_PRIOR_ROWS else 1 / ratio
@@ -134,7 +157,7 @@ class PrototypeMix(nn.Module):
     def support_linear(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The support's prototype head, its class means shrunk toward the source means once there is a prior."""
         centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
-        tau = self.prior_weight(centred, counts)
+        tau = self.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)

@@ -25,10 +25,13 @@ class PrototypeHeadFlags(ComponentFlags):
         default="per_language", metadata={"help": "how far adaptation trusts the source prototypes over a language's "
                                                   "own examples: estimated per language from the examples' distance "
                                                   "to the source prototypes, or once from the sources' own scatter"})
+    prior_within: Literal["support", "sources"] = field(
+        default="support", metadata={"help": "the per-language prior's noise of one row: the support's own scatter "
+                                             "around its class means (K=1: the sources' prior), or the sources'"})
 
     def config_fields(self) -> dict[str, Any]:
         return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
-                "prototype_prior": self.prototype_prior}
+                "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within}
 
 
 class PrototypeHead(Component):
@@ -45,7 +48,7 @@ class PrototypeHead(Component):
     def build(cls, model, network) -> PrototypeHead:
         config = model.config
         mix = PrototypeMix(config.num_labels, network.classifier.in_features, meta_head=config.prototype_meta_head,
-                           prior=config.prototype_prior)
+                           prior=config.prototype_prior, within=config.prototype_prior_within)
         model.prototype_mix = mix
         return cls(mix)
 
