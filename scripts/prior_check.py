@@ -34,7 +34,7 @@ from xmeta.evaluation.metrics import classification_scores
 from xmeta.fileio import atomic_directory, write_json
 from xmeta.meta import LabelledBatch
 from xmeta.modeling import META_ADAPTER
-from xmeta.modeling.prototype_head import MAX_PRIOR_ROWS, class_means, linear_from_means, support_variance
+from xmeta.modeling.prototype_head import class_means, support_variance
 
 ESTIMATORS = ("sources", "support", "oracle")
 
@@ -47,27 +47,18 @@ def read(model, texts: list[str], labels: list[int]) -> tuple[torch.Tensor, torc
     return model.prototype_mix.features(model, theta, batch), batch.labels
 
 
-def oracle_tau(mix, features: torch.Tensor, labels: torch.Tensor) -> float:
-    """w / b of a language measured on all its labelled rows (b net of the sampling noise of their means)."""
+def prior_weight(mix, features: torch.Tensor, labels: torch.Tensor, within: str) -> float:
+    """τ for ``features`` (rows of one language) with the row noise ``within`` ("sources" or "support")."""
     centred, centre, counts = class_means(features, labels, mix.source_means.shape[0])
-    present = counts > 0
-    within = support_variance(features, labels, centred, centre, counts)
-    spread = ((centred - mix.source_means) ** 2).mean(1)[present] / (1 - 1 / int(present.sum()))
-    between = float((spread - within / counts[present]).mean())
-    return MAX_PRIOR_ROWS if between <= within / MAX_PRIOR_ROWS else within / between
+    mix.within = within
+    return mix.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
 
 
 def shrunk_head(mix, features: torch.Tensor, labels: torch.Tensor, estimator: str,
                 oracle: float) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The support's prototype head with τ from ``estimator``, and that τ."""
-    centred, centre, counts = class_means(features, labels, mix.source_means.shape[0])
-    if estimator == "oracle":
-        tau = oracle
-    else:
-        mix.within = estimator
-        tau = mix.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
-    rows = counts.unsqueeze(1)
-    weight, bias = linear_from_means((tau * mix.source_means + rows * centred) / (tau + rows), centre)
+    tau = oracle if estimator == "oracle" else prior_weight(mix, features, labels, estimator)
+    weight, bias = mix.support_linear(features, labels, tau)
     return weight, bias, tau
 
 
@@ -77,7 +68,8 @@ def check(model, bench: Benchmark, langs: list[str], shots: list[int], seeds: in
     results: dict = {}
     for lang in langs:
         train, test = bench.train[lang], bench.test[lang]
-        oracle = oracle_tau(mix, *read(model, train.texts, train.labels))
+        # the oracle: the per-language estimate on all of the language's labelled rows
+        oracle = prior_weight(mix, *read(model, train.texts, train.labels), "support")
         test_x, test_y = read(model, test.texts, test.labels)
         results[lang] = {e: {str(k): [] for k in shots} for e in ESTIMATORS}
         for k in shots:

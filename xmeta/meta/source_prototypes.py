@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
-from ..modeling.prototype_head import MAX_PRIOR_ROWS, class_means, is_head_tensor, prototype_linear
+from ..modeling.prototype_head import MAX_PRIOR_ROWS, class_means, is_head_tensor, prototype_linear, within_scatter
 from .batch import LabelledBatch
 
 SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: sentences per language × classes)
@@ -63,8 +63,9 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     pooled = pool_language_means(stacked, present)
     within, dof = 0.0, 0
     for (centred, centre, counts), f, y in zip(per_language, features, labels):
-        within += float(((f.float() - centre - centred[y]) ** 2).sum())
-        dof += len(y) - int((counts > 0).sum())
+        scatter, rows = within_scatter(f, y, centred, centre, counts)
+        within += scatter
+        dof += rows
     dims = stacked.shape[-1]
     w = within / max(dof, 1) / dims
     classes, langs = float(present.sum(1).mean()), len(per_language)

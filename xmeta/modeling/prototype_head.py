@@ -89,14 +89,18 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -
     return (means - centre) * present.unsqueeze(1), centre, counts
 
 
+def within_scatter(features: torch.Tensor, labels: torch.Tensor, centred: torch.Tensor, centre: torch.Tensor,
+                   counts: torch.Tensor) -> tuple[float, int]:
+    """The rows' summed squared distance to their class means (``class_means``' output) and its degrees of
+    freedom (rows less present classes)."""
+    return float(((features.float() - centre - centred[labels]) ** 2).sum()), len(labels) - int((counts > 0).sum())
+
+
 def support_variance(features: torch.Tensor, labels: torch.Tensor, centred: torch.Tensor, centre: torch.Tensor,
                      counts: torch.Tensor) -> float | None:
-    """The rows' variance per feature around their class means (``class_means``' output), unbiased; None
-    when no class has two rows."""
-    dof = len(labels) - int((counts > 0).sum())
-    if dof < 1:
-        return None
-    return float(((features.float() - centre - centred[labels]) ** 2).sum()) / dof / features.shape[-1]
+    """The rows' variance per feature around their class means, unbiased; None when no class has two rows."""
+    scatter, dof = within_scatter(features, labels, centred, centre, counts)
+    return scatter / dof / features.shape[-1] if dof >= 1 else None
 
 
 def linear_from_means(centred: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,10 +158,13 @@ class PrototypeMix(nn.Module):
         ratio = float((spread / within - 1 / counts[present]).mean())  # b / w
         return MAX_PRIOR_ROWS if ratio <= 1 / MAX_PRIOR_ROWS else 1 / ratio
 
-    def support_linear(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The support's prototype head, its class means shrunk toward the source means once there is a prior."""
+    def support_linear(self, features: torch.Tensor, labels: torch.Tensor,
+                       tau: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The support's prototype head, its class means shrunk toward the source means once there is a prior
+        (by ``tau`` rows; None: `prior_weight`'s)."""
         centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
-        tau = self.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
+        if tau is None:
+            tau = self.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)
