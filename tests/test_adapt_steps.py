@@ -11,7 +11,7 @@ from tests.test_prototype_head import _model
 from tests.test_source_prototypes import _tasks, _trained_like
 from xmeta.data import EpisodeSampler
 from xmeta.adapt import steps_for_support
-from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps, selection_shots
+from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps, selection_episodes, selection_shots
 from xmeta.meta.source_prototypes import fold_source_prototypes
 
 
@@ -20,6 +20,14 @@ def test_leave_one_out_prior_pools_the_other_languages():
              "cc": torch.tensor([[2.0, 1.0], [-2.0, -1.0]])}
     assert torch.allclose(leave_one_out(means, "aa"), torch.tensor([[1.0, 2.0], [-1.0, -2.0]]))
     assert leave_one_out(means, "zz") is None and leave_one_out({"aa": means["aa"]}, "aa") is None
+
+
+def test_selection_episodes_take_every_language_once_per_round():
+    from collections import Counter
+
+    dev = EpisodeSampler(_tasks(("aa", "bb", "cc"), per_class=6), None, 2, 2, seed=1)
+    assert Counter(e.lang for e in selection_episodes(dev, 3)) == {"aa": 1, "bb": 1, "cc": 1}
+    assert Counter(e.lang for e in selection_episodes(dev, 4)) == {"aa": 2, "bb": 2, "cc": 2}  # whole rounds
 
 
 def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_dir):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..data import LanguageTask, TaskCard, sample_k_shot
 from ..encoders import resolve_encoder
 from ..fileio import write_json
-from ..meta.adapt_steps import selection_shots
+from ..meta.adapt_steps import SELECTION_EPISODES, selection_shots
 from ..meta.trainer import MetaTrainingArguments
 from ..meta.warm_start import JointWarmStart
 from ..train import EncoderArguments
@@ -90,7 +90,8 @@ class BenchmarkCache:
             if method.warm_start:
                 steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
             return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps,
-                    "adapt_selection_shots": selection_shots(p.k_shot), "meta_batch": p.meta_batch, "k_shot": p.k_shot,
+                    "adapt_selection_shots": selection_shots(p.k_shot),
+                    "adapt_selection_episodes": SELECTION_EPISODES, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
                     "flags": without_neutral({**method.encoder_flags, **method.training_flags}),
                     # every setting, defaults included: a changed default is a different model

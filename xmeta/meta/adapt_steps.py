@@ -8,6 +8,11 @@ with every candidate and scored in eval mode. With a prototype head, 0 steps (th
 alone) is a candidate, and each episode's language is left out of the prior its prototypes shrink
 toward, as it would be for a new language.
 
+Every source language gives one episode per round, in whole rounds up to at least ``SELECTION_EPISODES``
+(leave-one-language-out over all of them, as in meta-training). The candidates' scores are often within
+a point of each other, and with 8 random episodes (256 query rows at K=4) the choice flipped between
+re-scorings of the same θ; a round of all 20-29 languages halves that noise and weighs each language once.
+
 The best number of steps depends on how many examples there are: one example per class over-fits in
 steps that four examples per class still gain from (cldr-emoji source dev, 16 episodes: 0 steps 0.773
 vs 3 steps 0.750 at K=1, flat at K=4). So the choice is made for every support size in
@@ -30,13 +35,19 @@ from .trainer import episode_batches
 
 ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)
 DEFAULT_ADAPT_STEPS = 10  # without source dev rows to choose on
-SELECTION_EPISODES = 8
+SELECTION_EPISODES = 16  # at least; drawn in whole rounds of every dev language
 SELECTION_SHOTS = (1,)  # support sizes (rows per class) chosen for besides the meta-training k_shot
 
 
 def selection_shots(k_shot: int) -> list[int]:
     """The support sizes whose adaptation steps are chosen on source dev episodes of that size."""
     return sorted({k for k in SELECTION_SHOTS if k < k_shot} | {k_shot})
+
+
+def selection_episodes(dev: EpisodeSampler, episodes: int) -> list:
+    """Whole rounds of one episode per dev language (distinct languages within a round), at least ``episodes``."""
+    rounds = -(-episodes // len(dev.langs))
+    return [episode for _ in range(rounds) for episode in dev.sample_meta_batch(len(dev.langs))]
 
 
 def leave_one_out(language_means: Mapping[str, torch.Tensor], lang: str) -> torch.Tensor | None:
@@ -52,7 +63,7 @@ def leave_one_out(language_means: Mapping[str, torch.Tensor], lang: str) -> torc
 def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, torch.Tensor] | None = None,
                        candidates: Sequence[int] = ADAPT_STEP_CANDIDATES, episodes: int = SELECTION_EPISODES,
                        chunk_size: int = 16) -> tuple[int, dict[int, float]]:
-    """(best steps, mean dev query accuracy per candidate); ties go to fewer steps."""
+    """(best steps, mean dev query accuracy per candidate over ``selection_episodes``); ties go to fewer steps."""
     mix = model.prototype_mix
     candidates = [s for s in candidates if s > 0 or mix is not None]
     prior = mix.source_means.clone() if mix is not None else None
@@ -60,7 +71,7 @@ def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, 
     scores: dict[int, list[float]] = {s: [] for s in candidates}
     try:
         with model.evaluating(None):
-            for episode in dev.sample_meta_batch(min(episodes, len(dev.langs))):
+            for episode in selection_episodes(dev, episodes):
                 lang, support, query = episode_batches(model, episode, chunk_size)
                 held_out = leave_one_out(language_means or {}, lang)
                 if held_out is not None:
