@@ -28,6 +28,9 @@ from ..errors import ArgumentError
 RomanizeSetting = Literal["auto", "on", "off"]
 SETTINGS: tuple[str, ...] = ("auto", "on", "off")
 ROMANIZED_SUFFIX = "-Latn"  # a romanised copy's language code: the BCP 47 script subtag of the Latin alphabet
+# a language gets a romanised copy when fewer of its letters than this are Latin: most of them are in
+# another script (Vietnamese, Turkish, Polish are Latin with diacritics: share ≈ 1; Japanese with rōmaji ≈ 0)
+MIN_LATIN_SHARE = 0.5
 
 
 @functools.cache
@@ -94,7 +97,7 @@ def romanized_copies(tasks: dict) -> dict:
     same rows, labels and items. Meta-training on them teaches θ to adapt to romanised input, which is
     what a target read romanised (``--romanize``) gives it."""
     return {f"{lang}{ROMANIZED_SUFFIX}": romanized_task(task, f"{lang}{ROMANIZED_SUFFIX}")
-            for lang, task in tasks.items() if latin_share(task.texts) < 0.5}
+            for lang, task in tasks.items() if latin_share(task.texts) < MIN_LATIN_SHARE}
 
 
 def romanize_targets(train: dict, test: dict, setting: str, encoder: str) -> list[str]:
