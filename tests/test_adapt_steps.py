@@ -11,8 +11,7 @@ from tests.test_prototype_head import _model
 from tests.test_source_prototypes import _tasks, _trained_like
 from xmeta.data import EpisodeSampler
 from xmeta.adapt import steps_for_support
-from xmeta.meta.adapt_steps import (leave_one_out, one_standard_error_choice, select_adapt_steps, selection_episodes,
-                                    selection_shots)
+from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps, selection_episodes, selection_shots
 from xmeta.meta.source_prototypes import fold_source_prototypes
 
 
@@ -31,15 +30,6 @@ def test_selection_episodes_take_every_language_once_per_round():
     assert Counter(e.lang for e in selection_episodes(dev, 4)) == {"aa": 2, "bb": 2, "cc": 2}  # whole rounds
 
 
-def test_one_standard_error_rule_prefers_fewer_steps_within_noise():
-    steady = {0: [0.50, 0.60, 0.70], 10: [0.51, 0.61, 0.71]}  # 10 steps gain a point on every episode
-    assert one_standard_error_choice(steady) == 10
-    noisy = {0: [0.50, 0.70, 0.60], 3: [0.60, 0.60, 0.62], 10: [0.40, 0.50, 0.45]}  # 3's lead is within its error
-    assert one_standard_error_choice(noisy) == 0
-    assert one_standard_error_choice({0: [0.5], 1: [0.5]}) == 0  # one episode, a tie: fewer steps
-    assert one_standard_error_choice({1: [0.5, 0.6], 3: [0.7, 0.8]}) == 3
-
-
 def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_dir):
     model = _trained_like(tiny_encoder_dir)
     tasks = _tasks(("aa", "bb", "cc"), per_class=6)
@@ -49,7 +39,7 @@ def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_di
     dev = EpisodeSampler(tasks, None, 2, 2, seed=1)
     best, scores = select_adapt_steps(model, dev, fold.language_means, episodes=3)
     assert set(scores) == {0, 1, 3, 10} and best in scores and all(0 <= a <= 1 for a in scores.values())
-    assert scores[best] <= max(scores.values())  # the one-standard-error choice, not always the best mean
+    assert scores[best] == max(scores.values())
     assert torch.equal(model.prototype_mix.source_means, prior)  # the leave-one-out priors were temporary
     assert all(torch.equal(p, theta[n]) for n, p in model.fast_parameters().items())  # θ untouched
     again = select_adapt_steps(model, EpisodeSampler(tasks, None, 2, 2, seed=1), fold.language_means, episodes=3)
@@ -92,13 +82,12 @@ def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_enco
     state = json.loads((tmp_path / "m" / "trainer_state.json").read_text())
     scores = {int(steps): accuracy for steps, accuracy in state["adapt_steps"].items()}
     assert set(scores) == {0, 1, 3, 10}
-    # one standard error rule: never more steps than the best mean's (the rule itself is tested above)
-    assert config["adapt_steps"] <= max(scores, key=lambda steps: (scores[steps], -steps))
+    assert config["adapt_steps"] == max(scores, key=lambda steps: (scores[steps], -steps))  # ties: fewer steps
     # one choice per support size up to the meta-training k_shot (4): 1 and 4 rows per class
     by_shots = state["adapt_steps_by_shots"]
     assert set(by_shots) == {"1", "4"} and by_shots["4"] == state["adapt_steps"]
     for k, accuracy in by_shots.items():
-        assert config["adapt_steps_by_shots"][k] <= int(max(accuracy, key=lambda s: (accuracy[s], -int(s))))
+        assert config["adapt_steps_by_shots"][k] == int(max(accuracy, key=lambda s: (accuracy[s], -int(s))))
 
 
 def test_support_sizes_chosen_for():

@@ -86,9 +86,8 @@ class MetaTrainCommand:
     train_file: str = field(default="", metadata={"help": "JSONL/CSV/TSV with text,label,lang instead of a task card"})
     adapt_steps: str = field(default="auto", metadata={
         "help": "default SGD steps when adapting to a new language: a number (0: the prototypes alone, with the "
-                "prototype head), or auto = chosen among 0,1,3,10 on source dev episodes after meta-training (one per "
-                "source language; the fewest steps within one standard error of the best), for 1 and k_shot "
-                "examples per class (10 without a dev split)"})
+                "prototype head), or auto = the best of 0,1,3,10 on source dev episodes after meta-training (one per "
+                "source language), chosen for 1 and k_shot examples per class (10 without a dev split)"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
     resume: str = field(default="", metadata={"nargs": "?", "const": RESUME_DEFAULT,
                                               "help": "continue from OUT.checkpoint (or the checkpoint folder given)"})

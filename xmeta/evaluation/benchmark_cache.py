@@ -91,7 +91,7 @@ class BenchmarkCache:
                 steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
             return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps,
                     "adapt_selection_shots": selection_shots(p.k_shot),
-                    "adapt_selection_episodes": SELECTION_EPISODES, "adapt_selection_rule": "one standard error", "meta_batch": p.meta_batch, "k_shot": p.k_shot,
+                    "adapt_selection_episodes": SELECTION_EPISODES, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
                     "flags": without_neutral({**method.encoder_flags, **method.training_flags}),
                     # every setting, defaults included: a changed default is a different model
