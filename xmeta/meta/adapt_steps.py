@@ -11,7 +11,8 @@ toward, as it would be for a new language.
 Every source language gives one episode per round, in whole rounds up to at least ``SELECTION_EPISODES``
 (leave-one-language-out over all of them, as in meta-training). The candidates' scores are often within
 a point of each other, and with 8 random episodes (256 query rows at K=4) the choice flipped between
-re-scorings of the same θ; a round of all 20-29 languages halves that noise and weighs each language once.
+re-scorings of the same θ; a round of all of them (19-29 here) cuts that noise by a third to a half and
+weighs each language once.
 The best mean wins (ties to fewer steps). The one-standard-error rule (the fewest steps within one paired
 standard error of the best) was measured and under-adapts: its error, from 32 query rows per episode, hides
 a gain that every candidate shows in turn (gnome-help: 0.808, 0.811, 0.814, 0.816 for 0, 1, 3, 10 steps).
