@@ -12,10 +12,10 @@ Every source language gives one episode per round, in whole rounds up to at leas
 (leave-one-language-out over all of them, as in meta-training). The candidates' scores are often within
 a point of each other, and with 8 random episodes (256 query rows at K=4) the choice flipped between
 re-scorings of the same θ; a round of all of them (19-29 here) cuts that noise by a third to a half and
-weighs each language once.
-The best mean wins (ties to fewer steps). The one-standard-error rule (the fewest steps within one paired
-standard error of the best) was measured and under-adapts: its error, from 32 query rows per episode, hides
-a gain that every candidate shows in turn (gnome-help: 0.808, 0.811, 0.814, 0.816 for 0, 1, 3, 10 steps).
+weighs each language once. The best mean wins (ties to fewer steps). The one-standard-error rule (the
+fewest steps within one paired standard error of the best) was measured and under-adapts: its error, from
+32 query rows per episode, hides a gain that every candidate shows in turn (gnome-help: 0.808, 0.811,
+0.814, 0.816 for 0, 1, 3, 10 steps).
 
 The best number of steps depends on how many examples there are: one example per class over-fits in
 steps that four examples per class still gain from (cldr-emoji source dev, 16 episodes: 0 steps 0.773
@@ -32,7 +32,7 @@ from statistics import mean
 
 import torch
 
-from ..data.sampler import EpisodeSampler
+from ..data.sampler import Episode, EpisodeSampler
 from .fomaml import InnerLoop, query_accuracy
 from .source_prototypes import pool_language_means
 from .trainer import episode_batches
@@ -48,7 +48,7 @@ def selection_shots(k_shot: int) -> list[int]:
     return sorted({k for k in SELECTION_SHOTS if k < k_shot} | {k_shot})
 
 
-def selection_episodes(dev: EpisodeSampler, episodes: int) -> list:
+def selection_episodes(dev: EpisodeSampler, episodes: int) -> list[Episode]:
     """Whole rounds of one episode per dev language (distinct languages within a round), at least ``episodes``."""
     rounds = -(-episodes // len(dev.langs))
     return [episode for _ in range(rounds) for episode in dev.sample_meta_batch(len(dev.langs))]
