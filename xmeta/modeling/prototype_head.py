@@ -163,8 +163,9 @@ class PrototypeMix(nn.Module):
         """The support's prototype head, its class means shrunk toward the source means once there is a prior
         (by ``tau`` rows; None: `prior_weight`'s)."""
         centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
-        if tau is None:
-            tau = self.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))
+        if tau is None:  # the support's own row noise is read only by the prior that uses it
+            own = support_variance(features, labels, centred, centre, counts) if self.within == "support" else None
+            tau = self.prior_weight(centred, counts, own)
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)
