@@ -47,7 +47,7 @@ def test_unknown_method_is_one_line_error(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "magic" in err
 
 
-REAL_QUICK_METHODS = "probe,joint,joint-ft,target-only,xmeta,oracle"  # every kind of row
+REAL_QUICK_METHODS = "probe,joint,joint-ft,target-only,xmeta,xmeta+text,oracle"  # every kind of row
 
 
 @pytest.mark.real
@@ -221,6 +221,23 @@ def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_enco
     other = card.with_name("other.yaml")
     other.write_text(card.read_text().replace("seed: 0", "seed: 1", 1))  # another split of the same rows
     assert all(a != b for a, b in zip(prints(task=other)[0].values(), base[0].values()))
+
+
+def test_text_row_adapts_xmetas_model_centred_on_the_targets_text(tmp_path, tiny_encoder_dir):
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    methods = {m.name: m for m in METHODS}
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta,xmeta+text"), ("yo",)), tmp_path / "b",
+                      str(card), str(tiny_encoder_dir))
+    text, plain = methods["xmeta+text"], methods["xmeta"]
+    assert bench.model_dir(text) == bench.model_dir(plain) and bench.train_record(text) == bench.train_record(plain)
+    assert bench.cell_settings(text, "yo", 0, 0)["target_text"] == "train"  # always, whatever --target_text says
+    assert bench.cell_settings(plain, "yo", 0, 0)["target_text"] == "none"
+    assert bench.cell_fingerprint(text, "yo", 4, 0) != bench.cell_fingerprint(plain, "yo", 4, 0)
+    assert bench.target_view_options(text, None, "yo") == {"target_text": bench.train["yo"].texts}
 
 
 def test_report_only_never_reports_a_stale_cell(tmp_path, tiny_encoder_dir, capsys):

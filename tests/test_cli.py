@@ -47,6 +47,31 @@ def test_meta_train_adapt_evaluate_predict(tmp_path, meta_model, toy_jsonl, caps
     assert all(line["label"] in {"animal", "food", "travel"} for line in lines)
 
 
+def test_adapt_centres_on_unlabelled_text_and_says_when_it_cannot(tmp_path, meta_model, tiny_encoder_dir, toy_jsonl,
+                                                                   capsys):
+    few = toy_jsonl(["yo"], per_class=2, seed=1, name="yo_few.jsonl")
+    text = tmp_path / "yo.txt"
+    text.write_text("cat dog yo\nbus yo\nrice soup yo\ntrain yo\n", encoding="utf-8")
+    for name, extra in (("plain", []), ("centred", ["--target_text", str(text)])):
+        assert main(["adapt", "--model", str(meta_model), "--lang", "yo", "--train", str(few), "--out",
+                     str(tmp_path / name), "--steps", "0", *extra]) == 0
+    capsys.readouterr()
+    probs = {}
+    for name in ("plain", "centred"):
+        assert main(["predict", "--model", str(tmp_path / name), "--text", "cat dog", "rice"]) == 0
+        probs[name] = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
+    assert probs["plain"] != probs["centred"]
+    train = toy_jsonl(["aa", "bb", "cc"], per_class=8, name="train.jsonl")
+    fomaml = tmp_path / "fomaml"
+    assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(fomaml),
+                 "--steps", "1", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2",
+                 "--prototype_head", "off"]) == 0
+    capsys.readouterr()
+    err = run_error(capsys, ["adapt", "--model", str(fomaml), "--lang", "yo", "--train", str(few), "--out",
+                             str(tmp_path / "no"), "--target_text", str(text)])
+    assert "--target_text" in err and "prototype head" in err and not (tmp_path / "no").exists()
+
+
 def test_bad_flag_and_unknown_command(capsys):
     assert "invalid int value" in run_error(capsys, ["meta-train", "--out", "x", "--steps", "many"])
     assert "unrecognized arguments: --bogus 1" in run_error(capsys, ["meta-train", "--out", "x", "--bogus", "1"])

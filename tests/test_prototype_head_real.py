@@ -9,6 +9,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import EpisodeSampler, load_language_tasks, load_task_card, sample_k_shot
 from xmeta.meta import MetaTrainer, MetaTrainingArguments
+from xmeta.meta.source_prototypes import fold_source_prototypes
 
 pytestmark = pytest.mark.real
 
@@ -33,10 +34,18 @@ def test_prototype_head_meta_train_adapt_save_load_export(tmp_path):
     adapted = model.predict_proba(test, lang="yo")
     assert not torch.allclose(adapted, zero_shot)
 
+    # unlabelled Yoruba text centres the source prototypes: a zero-shot adapter (after the fold that ends meta-training)
+    fold_source_prototypes(model, tasks)
+    folded = model.predict_proba(test, lang="meta")
+    model.adapt([], lang="yo0", target_text=train.texts[:64])
+    centred = model.predict_proba(test, lang="yo0")
+    assert not torch.allclose(centred, folded) and torch.allclose(centred.sum(-1), torch.ones(len(test)))
+
     model.save_pretrained(tmp_path / "yo")
     loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "yo")
     assert loaded.config.prototype_head and torch.equal(loaded.prototype_mix.log_scale, model.prototype_mix.log_scale)
     assert torch.equal(loaded.predict_proba(test, lang="yo"), adapted)
+    assert torch.equal(loaded.predict_proba(test, lang="yo0"), centred)
     loaded.export_merged(tmp_path / "plain", lang="yo")
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "plain").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "plain")

@@ -14,7 +14,7 @@ from tests.conftest import TOY_WORDS, toy_rows
 from tests.test_prototype_head import _batch, _head, _model
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import LabelMap, LanguageTask
-from xmeta.errors import ArgumentError
+from xmeta.errors import ArgumentError, DataError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.meta.source_prototypes import fold_source_prototypes, prior_rows, stratified_rows
 from xmeta.modeling.prototype_head import (
@@ -259,3 +259,53 @@ def test_without_a_meta_head_the_head_is_the_prototypes_alone(tiny_encoder_dir):
     bias, weight = _head({n: p.detach() for n, p in model.fast_parameters().items()})
     assert torch.allclose(weight, mix.source_weight) and torch.allclose(bias, mix.source_bias)
     assert float(mix.within_variance) > 0
+
+
+def _centre(model, texts: list[str], lang: str) -> torch.Tensor:
+    """Closed form of a language's centre: the mean feature of its texts under θ."""
+    batch = LabelledBatch.build(model, texts, [0] * len(texts), language=lang)
+    return model.prototype_mix.features(model, {n: p.detach() for n, p in model.fast_parameters().items()}, batch).mean(0)
+
+
+def test_unlabelled_text_centres_the_zero_shot_head_and_the_support(tiny_encoder_dir):
+    model = _trained_like(tiny_encoder_dir)
+    mix = model.prototype_mix
+    fold_source_prototypes(model, _tasks(), per_class=2)
+    texts = [r["text"] for r in toy_rows("cc", 3, 7)]
+    centre = _centre(model, texts, "cc")
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    bias_0, weight_0 = _head(theta)
+    s = 0.7
+    # K=0: θ's head with s·(the source class means centred on the text) in place of the folded s·P_src
+    result = model.adapt([], lang="cc", target_text=texts)
+    assert result.steps == 0 and result.examples == 0
+    model.use_language("cc")
+    bias, weight = _head(model.fast_parameters())
+    means = mix.source_means
+    assert torch.allclose(weight, weight_0 - mix.source_weight + 2 * s * means, atol=1e-5)
+    assert torch.allclose(bias, bias_0 - mix.source_bias + s * (-(means ** 2).sum(1) - 2 * means @ centre), atol=1e-5)
+    assert mix.language_centre is None  # the centre belongs to that adaptation only
+    # K=1: the support's class means re-centred on the text's centre, then shrunk (τ read from the support's own centring)
+    support = _batch(model, "cc", 1, 0)
+    with mix.centred_on(centre):
+        started, _ = mix.start(model, theta, support)
+    features = mix.features(model, theta, support)
+    class_mean = torch.stack([features[support.labels == c].mean(0) for c in range(model.config.num_labels)])
+    tau = float(mix.prior_rows)  # K=1: the sources' τ
+    shrunk = (tau * means + (class_mean - centre)) / (tau + 1)
+    bias_1, weight_1 = _head(started)
+    assert torch.allclose(weight_1, weight_0 - mix.source_weight + 2 * s * shrunk, atol=1e-4)
+    assert torch.allclose(bias_1, bias_0 - mix.source_bias + s * (-(shrunk ** 2).sum(1) - 2 * shrunk @ centre), atol=1e-4)
+    uncentred, _ = mix.start(model, theta, support)
+    assert not torch.allclose(_head(uncentred)[0], bias_1)
+
+
+def test_unlabelled_text_needs_a_prototype_head_and_source_prototypes(tiny_encoder_dir):
+    texts = [r["text"] for r in toy_rows("cc", 2, 7)]
+    with pytest.raises(DataError, match="zero-shot needs --target_text"):
+        _trained_like(tiny_encoder_dir).adapt([], lang="cc")
+    with pytest.raises(ArgumentError, match="prototype head or by --meta_embedding_adapt"):
+        _model(tiny_encoder_dir).adapt([("cat", "animal"), ("bus", "travel"), ("rice", "food")], lang="cc",
+                                       target_text=texts)
+    with pytest.raises(ArgumentError, match="source prototypes"):  # never folded: no source means to centre
+        _trained_like(tiny_encoder_dir).adapt([], lang="cc", target_text=texts)

@@ -21,6 +21,7 @@ from .modeling.target_view import attach_target_view, plain_text
 
 
 INITS = ("meta", "generated")  # where an adapter starts: θ, or θ plus the generator's update
+CENTRE_TEXTS = 512  # unlabelled texts a language's centre is read from (a seeded sample of more)
 
 
 @dataclass
@@ -42,6 +43,18 @@ def steps_for_support(by_shots: Mapping[str, int], rows_per_class: float, defaul
     return by_shots[str(fitting[-1] if fitting else sizes[0])]
 
 
+@torch.no_grad()
+def text_centre(model, texts: Sequence[str], language: str | None, seed: int = 0) -> torch.Tensor:
+    """The mean of what the head reads from ``texts`` (at most `CENTRE_TEXTS`, drawn by ``seed``) under the
+    active adapter: the language's centre for its prototypes (`PrototypeMix.centred_on`)."""
+    if len(texts) > CENTRE_TEXTS:
+        rows = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed))[:CENTRE_TEXTS]
+        texts = [texts[i] for i in sorted(rows.tolist())]
+    batch = LabelledBatch.build(model, texts, [0] * len(texts), language=language)
+    weights = {name: p.detach() for name, p in model.fast_parameters().items()}
+    return model.prototype_mix.features(model, weights, batch).mean(0)
+
+
 def adapt_language(
     model,
     examples: Sequence[tuple] | Sequence[Mapping],
@@ -54,6 +67,7 @@ def adapt_language(
     language: str | None = None,
     allow_missing_labels: bool = False,
     init: str | None = None,
+    centre_on_text: bool = True,
 ) -> AdaptationResult:
     """Copy θ into a new adapter for ``lang`` and fine-tune it on ``examples`` (text, label name; or as the head reads them).
 
@@ -66,6 +80,11 @@ def adapt_language(
     ``train_meta_embedding`` (default ``config.meta_embedding_adapt``) gives ``lang`` its own target
     view of the meta-embedding, a unigram model trained on the examples' text plus ``target_text``
     (unlabelled), adapted together with the LoRA fast weights (`xmeta.modeling.target_view`).
+
+    ``target_text`` also gives a prototype head the language's centre (``centre_on_text``; classification):
+    the mean feature of those texts, on which the support's prototypes are centred (`text_centre`,
+    `PrototypeMix.centred_on`). With no examples, the adapter is then θ with its head the source prototypes
+    centred there (zero-shot for the language's own offset).
 
     ``language`` is the examples' language when the adapter is not named by it (a scratch adapter):
     it decides romanisation (`XMetaModelBase.decide_romanization`, made here if not made before).
@@ -87,8 +106,11 @@ def adapt_language(
     if init == "generated" and generator is None:
         raise ArgumentError("--generate (init='generated') needs a model meta-trained with --adapter_generator on")
     texts, labels = model.labelled_examples(examples, f"adapt {lang}")  # the head knows its example shape
-    if not texts and init != "generated":
-        raise DataError(f"adapt {lang}: no examples given")
+    mix = model.prototype_mix
+    centring = bool(target_text) and centre_on_text and mix is not None and not model.tags_words
+    if not texts and init != "generated" and not centring:
+        raise DataError(f"adapt {lang}: no examples given (zero-shot needs --target_text and a prototype head, "
+                        "or --generate)")
     given = set(labels) if texts and all(isinstance(label, int) for label in labels) else None  # None: tagging (tag lists)
     missing = [name for i, name in enumerate(model.config.labels) if given is not None and i not in given]
     if missing and not allow_missing_labels:
@@ -108,11 +130,12 @@ def adapt_language(
         raise ArgumentError("--meta_embedding_adapt needs examples or --target_text to learn the target view from")
     if train_meta_embedding and not model.config.meta_embedding:
         raise ArgumentError("--meta_embedding_adapt needs a model meta-trained with --meta_embedding on")
-    if target_text and not train_meta_embedding:
-        raise ArgumentError("--target_text is only read with --meta_embedding_adapt")
+    if target_text and not train_meta_embedding and not centring:
+        raise ArgumentError("--target_text is read by a classification model's prototype head or by "
+                            "--meta_embedding_adapt; this model has neither")
     language = language or lang
-    if texts:
-        model.decide_romanization(language, texts)
+    if texts or target_text:
+        model.decide_romanization(language, list(texts) or list(target_text))
     torch.manual_seed(seed)
     start = time.perf_counter()
     model.start_language(lang)
@@ -123,15 +146,20 @@ def adapt_language(
     model.train()
     representation = generator.representation_for(model, language, texts)[0] if init == "generated" else None
     with model.reading(language):  # e.g. the nearest-source mixer borrows for the examples' language
-        with generator.generating(representation) if generator is not None else contextlib.nullcontext():
+        centre = text_centre(model, target_text, language, seed) if centring else None
+        with generator.generating(representation) if generator is not None else contextlib.nullcontext(), \
+                mix.centred_on(centre) if mix is not None else contextlib.nullcontext():
             if texts:
                 batch = LabelledBatch.build(model, texts, labels, language=language)
                 fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
                                  progress=f"adapt {lang}").run(model, batch)
-            else:  # zero-shot: the generated start alone
+            else:  # zero-shot: the generated start, its head centred on the language's text if given
                 steps = 0
-                fast = generator.start_at(model, {n: p.detach() for n, p in model.fast_parameters().items()},
-                                          representation)
+                fast = {n: p.detach() for n, p in model.fast_parameters().items()}
+                if init == "generated":
+                    fast = generator.start_at(model, fast, representation)
+                if centre is not None:
+                    fast = mix.start_from(fast, *mix.text_linear())[0]
         params = model.fast_parameters()
         with torch.no_grad():
             for name, value in fast.items():

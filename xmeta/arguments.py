@@ -109,7 +109,8 @@ class AdaptCommand:
     meta_embedding_adapt: bool = field(default=False, metadata={
         "help": "also adapt a target-language view of the meta-embedding (a unigram model of the language's text)"})
     target_text: str = field(default="", metadata={
-        "help": "unlabelled UTF-8 text of the language, one text a line, for --meta_embedding_adapt's unigram model"})
+        "help": "unlabelled UTF-8 text of the language, one text a line: a prototype head is centred on its mean "
+                "feature (without --train/--shots: zero-shot), and --meta_embedding_adapt learns its unigram model from it"})
     romanize: str = field(default="", metadata={
         "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
     generate: bool = field(default=False, metadata={

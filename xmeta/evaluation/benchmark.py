@@ -119,11 +119,11 @@ class Benchmark(BenchmarkModels):
 
         for k, seed in tqdm(sorted(set().union(*todo.values())), desc=method.label, unit="K,seed", dynamic_ncols=True):
             for lang in [lang for lang in self.langs if (k, seed) in todo[lang]]:
-                if k == 0 and not generates:
+                if k == 0 and not generates and not method.centres_on_text:
                     self.record(method, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
                 rows = self.shots(lang, k, seed) if k else []
-                view = self.target_view_options(method, model, lang) if k else {}
+                view = self.target_view_options(method, model, lang) if k or method.centres_on_text else {}
                 result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed,
                                      language=lang if generates else None, **options, **view)
                 scores = score_batch(model, test_batch(lang), SCRATCH)
@@ -140,15 +140,18 @@ class Benchmark(BenchmarkModels):
         return {"steps": self.plan.adapt_steps} if method.kind != "xmeta" else {}
 
     def target_view_options(self, method: Method, model, lang: str) -> dict:
-        """With ``--target_text train``, what `xmeta coverage` recommends: with the meta-embedding
-        on, a language the vocabulary covers poorly also gets its own target view, a unigram model
-        of its unlabelled text (the texts of its training split, labels unused)."""
+        """The target's unlabelled text (the texts of its training split, labels unused): a row that centres on
+        it gets it always (`adapt_language`'s ``target_text``). With ``--target_text train``, what `xmeta coverage`
+        recommends: with the meta-embedding on, a language the vocabulary covers poorly also gets its own target
+        view, a unigram model of that text (and no centring: those rows are scored as they always were)."""
+        texts = self.train[lang].texts
+        if method.centres_on_text:
+            return {"target_text": texts}
         if self.plan.target_text != "train" or not method.reads_target_text:
             return {}
-        texts = self.train[lang].texts
         if not measure_coverage(model.tokenizer, lang, texts).poorly_covered:
             return {}
-        return {"train_meta_embedding": True, "target_text": texts}
+        return {"train_meta_embedding": True, "target_text": texts, "centre_on_text": False}
 
     def tune_adaptation(self, method: Method, model) -> dict:
         """Pick the adaptation rate and steps on source dev data only: K shots of a few source

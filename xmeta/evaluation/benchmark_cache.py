@@ -10,7 +10,7 @@ a stale number is never served; the report reads the same names.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data import LanguageTask, TaskCard, sample_k_shot
@@ -136,8 +136,12 @@ class BenchmarkCache:
                 "tuning": self.tuning_fingerprint(method), "lang": lang, "k": k, "seed": seed,
                 "target_rows": self.target_rows[lang],
                 "shot_items": self.item_ids(lang, shots), "test_items": self.test_items(lang),
-                "target_text": self.plan.target_text if method.reads_target_text else "none",
+                "target_text": self.target_text(method),
                 "oracle_epochs": self.plan.oracle_epochs if method.kind == "oracle" else None}
+
+    def target_text(self, method: Method) -> str:
+        """The unlabelled target text a method's cells read: the training texts (``train``) or ``none``."""
+        return "train" if method.centres_on_text else self.plan.target_text if method.reads_target_text else "none"
 
     def cell_fingerprint(self, method: Method, lang: str, k: int, seed: int) -> str:
         return fingerprint(self.cell_settings(method, lang, k, seed))
@@ -171,7 +175,7 @@ class BenchmarkCache:
         """The trained model (and train record) a method's cells use: B2 and the oracle build on B1."""
         if method.kind in ("joint", "joint-ft", "oracle"):
             return self.joint_name(self.joint_multiple(method))
-        return method.label
+        return replace(method, name=method.model_of).label if method.model_of else method.label
 
     def train_record(self, method: Method) -> Path:
         return self.out / "cache" / self.model_name(method) / f"train-{self.model_fingerprint(method)[:SHORT]}.json"

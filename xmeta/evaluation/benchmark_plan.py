@@ -29,10 +29,14 @@ class Method:
     budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
     by_default: bool = True  # run when --methods is not given
     budget: float = 1.0  # the --budgets multiple this copy of the row is trained at
+    # adapts the model of row ``model_of`` (same flags), each target's unlabelled training texts its centre, K=0 too
+    centres_on_text: bool = False
+    model_of: str = ""
 
     @property
     def reads_target_text(self) -> bool:
-        """Only a meta-embedding can use unlabelled target text (its per-language target view)."""
+        """Only a meta-embedding can use unlabelled target text given by ``--target_text`` (its per-language
+        target view); a row that centres on the text always reads it."""
         return self.encoder_flags.get("meta_embedding") == "on"
 
     @property
@@ -62,6 +66,9 @@ METHODS = (
            "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
            "estimated for each language; θ's head is the source prototypes for K=0), with romanised copies of the "
            "sources in scripts other than Latin"),
+    Method("xmeta+text", "xmeta", "xmeta's model given each target's unlabelled training texts (labels unused): "
+           "their mean feature centres its prototypes, and at K=0 the source prototypes (`adapt --target_text`)",
+           ablation=True, centres_on_text=True, model_of="xmeta"),
     Method("xmeta-2x", "xmeta", "the default recipe with twice the meta-steps (and twice B1's example budget)",
            ablation=True, budget_scale=2, by_default=False),
     Method("xmeta-romancopies", "xmeta", "no romanised copies of the sources (`--romanized_copies off`): θ meta-trains "

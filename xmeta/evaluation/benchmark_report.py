@@ -135,12 +135,15 @@ class BenchmarkReport:
 
     def markdown(self) -> str:
         p = self.plan
+        readers = ", ".join(f"`{m.name}`" for m in p.methods if m.centres_on_text)
+        always = f"; the targets' training texts (labels unused) are always read by {readers}" if readers else ""
         parts = [
             f"Macro-F1, mean over the {len(p.targets)} held-out targets ({', '.join(p.targets)}); ± is the std over "
             f"{len(p.seeds)} shot seeds of that mean (K=0 and all-rows runs are deterministic: one run). "
             f"Ablation rows were scored at K ∈ {{{', '.join(map(str, p.ablation_shots))}}} only. "
             f"Unlabelled target text (`--target_text`): {p.target_text}"
-            f"{' (read by the meta-embedding rows)' if p.target_text == 'train' else ''}."
+            f"{' (read by the meta-embedding rows)' if p.target_text == 'train' else ''}"
+            f"{always}."
             f"{f' Every model trained with seed {p.training_seed} (`--training_seed`).' if p.training_seed else ''}\n\n",
             self.headline(p.targets),
         ]

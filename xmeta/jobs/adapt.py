@@ -28,8 +28,8 @@ def adapt_model(cmd: AdaptCommand, data: DataArguments) -> tuple[XMetaModelBase,
     if cmd.shots < 0:
         raise ArgumentError(f"--shots must not be negative (got {cmd.shots})")
     task = language_task(data, cmd.lang, "train", model_data, cmd.train, "--train")
-    if cmd.generate and not cmd.train and not cmd.shots:  # zero-shot: the generated adapter alone
-        rows = []
+    if not cmd.train and not cmd.shots and (cmd.generate or (target_text and not cmd.meta_embedding_adapt)):
+        rows = []  # zero-shot: the generated adapter, or θ's head centred on the language's text
     else:
         rows = range(len(task)) if cmd.train and not cmd.shots else task.shots(cmd.shots or CARD_SHOTS, cmd.seed)
     model = load_for_task(cmd.model, task, cmd.train or task_name(data, model_data), romanize=cmd.romanize)

@@ -55,13 +55,25 @@ its own examples sooner. With ``within="support"`` (new models) w is the support
 rows around their class means: a target's rows scatter less than the sources' (cldr-emoji: 0.73–0.96×),
 so the sources' w took most of a K=1 support's distance for noise and all but ignored its examples.
 A support of single rows (K=1) cannot tell its scatter from its noise, and takes the sources' τ.
+
+Unlabelled text of the new language (`PrototypeMix.centred_on`) gives it a better centre than its support:
+a language shifts every feature (cldr-emoji targets: 0.5-1.2 in norm, as far as class means lie apart), the
+mean of a few hundred of its texts' features measures that shift, and the mean of K=1's eight single rows
+only roughly. With a centre, a support's prototypes are centred there (the prior's weight is still read from
+the support's own centring), and with no labelled rows at all (K=0) the head is the sources' centred class
+means placed there, `text_linear`: zero-shot prediction for the language's own offset, not the sources'.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.func import functional_call
+
+from ..errors import ArgumentError
 
 HEAD_MARK = ".classifier.modules_to_save."
 # absent in folders written before the fold existed (zero offset, no prior)
@@ -135,6 +147,7 @@ class PrototypeMix(nn.Module):
         self.register_buffer("prior_rows", torch.zeros(()))
         # w: the sources' within-class variance of single rows per feature (0: unknown, no per-language prior)
         self.register_buffer("within_variance", torch.zeros(()))
+        self.language_centre: torch.Tensor | None = None  # the adapted language's own centre (`centred_on`)
 
     def prior_weight(self, centred: torch.Tensor, counts: torch.Tensor, support_within: float | None = None) -> float:
         """τ for a support with centred class means ``centred`` of ``counts`` rows per class.
@@ -166,10 +179,29 @@ class PrototypeMix(nn.Module):
         if tau is None:  # the support's own row noise is read only by the prior that uses it
             own = support_variance(features, labels, centred, centre, counts) if self.within == "support" else None
             tau = self.prior_weight(centred, counts, own)
+        if self.language_centre is not None:
+            centred = (centred + centre - self.language_centre) * (counts > 0).unsqueeze(1)
+            centre = self.language_centre
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)
         return linear_from_means(centred, centre)
+
+    def text_linear(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """With no labelled rows: the head of the source class means centred on the language's centre."""
+        if self.language_centre is None or not bool(self.source_means.any()):
+            raise ArgumentError("a zero-shot head from unlabelled text needs the language's centre and source "
+                                "prototypes (a model meta-trained on two or more source languages)")
+        return linear_from_means(self.source_means, self.language_centre)
+
+    @contextlib.contextmanager
+    def centred_on(self, centre: torch.Tensor | None) -> Iterator[None]:
+        """Prototypes (and `text_linear`) centred on ``centre``, a language's mean feature, inside the block."""
+        previous, self.language_centre = self.language_centre, centre
+        try:
+            yield
+        finally:
+            self.language_centre = previous
 
     def source_offset(self, name: str) -> torch.Tensor:
         """The folded offset of head tensor ``name`` (weight or bias)."""
@@ -199,7 +231,11 @@ class PrototypeMix(nn.Module):
               support) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """``fast`` with its head started from s · the support's prototype head (its means shrunk toward
         the sources'), and that prototype head."""
-        weight, bias = self.support_linear(self.features(model, fast, support), support.labels)
+        return self.start_from(fast, *self.support_linear(self.features(model, fast, support), support.labels))
+
+    def start_from(self, fast: dict[str, torch.Tensor], weight: torch.Tensor,
+                   bias: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``fast`` with its head started from s · the prototype head (``weight``, ``bias``), and that head."""
         names = [n for n in fast if is_head_tensor(n)]
         prototype = {n: (weight if n.endswith(".weight") else bias) for n in names}
         scale = self.log_scale.detach().exp()
