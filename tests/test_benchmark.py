@@ -240,6 +240,23 @@ def test_text_row_adapts_xmetas_model_centred_on_the_targets_text(tmp_path, tiny
     assert bench.target_view_options(text, None, "yo") == {"target_text": bench.train["yo"].texts}
 
 
+def test_text_rows_read_the_targets_texts_and_train_nothing_of_their_own(tmp_path, tiny_encoder_dir):
+    """probe+text and xmeta+text on the tiny encoder: every cell records the text it read, xmeta+text adapts
+    (K=0 too) the model xmeta trained, and the report names the rows that read the targets' texts."""
+    out = tmp_path / "bench"
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    assert main(["benchmark", "--quick", "--task", str(card), "--encoder", str(tiny_encoder_dir), "--out", str(out),
+                 "--methods", "probe,probe+text,xmeta,xmeta+text"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    text_cells = [r for r in runs if r["method"].endswith("+text")]
+    assert {r["method"] for r in text_cells} == {"probe+text", "xmeta+text"}
+    assert all(r["target_text"] == "train" for r in text_cells)
+    assert all(r["target_text"] == "none" for r in runs if not r["method"].endswith("+text"))
+    assert any(r["method"] == "xmeta+text" and r["k"] == 0 and "adapt_seconds" in r for r in runs)  # adapted at K=0
+    assert sorted(p.name.rsplit("-", 1)[0] for p in (out / "models").iterdir() if p.is_dir()) == ["xmeta"]
+    assert "always read by `probe+text`, `xmeta+text`" in (out / "results.md").read_text()
+
+
 def test_report_only_never_reports_a_stale_cell(tmp_path, tiny_encoder_dir, capsys):
     """A cell file whose fingerprint is not the current one is counted as stale and left out."""
     card = small_card(tmp_path, "emoji-a", "en, de, fr, es")

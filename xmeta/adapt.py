@@ -43,13 +43,19 @@ def steps_for_support(by_shots: Mapping[str, int], rows_per_class: float, defaul
     return by_shots[str(fitting[-1] if fitting else sizes[0])]
 
 
+def centre_texts(texts: Sequence[str], seed: int = 0) -> list[str]:
+    """The texts a language's centre is read from: all, or `CENTRE_TEXTS` of them drawn by ``seed``."""
+    if len(texts) <= CENTRE_TEXTS:
+        return list(texts)
+    rows = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed))[:CENTRE_TEXTS]
+    return [texts[i] for i in sorted(rows.tolist())]
+
+
 @torch.no_grad()
 def text_centre(model, texts: Sequence[str], language: str | None, seed: int = 0) -> torch.Tensor:
-    """The mean of what the head reads from ``texts`` (at most `CENTRE_TEXTS`, drawn by ``seed``) under the
-    active adapter: the language's centre for its prototypes (`PrototypeMix.centred_on`)."""
-    if len(texts) > CENTRE_TEXTS:
-        rows = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed))[:CENTRE_TEXTS]
-        texts = [texts[i] for i in sorted(rows.tolist())]
+    """The mean of what the head reads from `centre_texts` under the active adapter: the language's centre for
+    its prototypes (`PrototypeMix.centred_on`)."""
+    texts = centre_texts(texts, seed)
     batch = LabelledBatch.build(model, texts, [0] * len(texts), language=language)
     weights = {name: p.detach() for name, p in model.fast_parameters().items()}
     return model.prototype_mix.features(model, weights, batch).mean(0)

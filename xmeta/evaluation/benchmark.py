@@ -13,13 +13,14 @@ from __future__ import annotations
 import gc
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..adapt import centre_texts
 from ..arguments import BaseEncoderArguments
 from ..coverage import measure_coverage
 from ..data import LanguageTask, load_language_tasks, load_task_card, sample_k_shot
@@ -197,19 +198,33 @@ class Benchmark(BenchmarkModels):
 
     def run_probe(self, method: Method) -> None:
         """B4: sources' features (a stratified sample per language) plus the K target examples,
-        the latter weighted so they count as much as one source language."""
+        the latter weighted so they count as much as one source language. With ``centres_on_text``
+        (`probe+text`), every language's features are first centred on the mean feature of its training texts
+        (labels unused; `centre_texts`, sources and targets alike), as `xmeta+text` centres its prototypes."""
         encoder, tokenizer = load_encoder(resolve_encoder(self.encoder))
         probe = FrozenEncoderProbe(encoder, tokenizer, resolve_encoder(self.encoder).prefix, BaseEncoderArguments.max_length)
         start = time.perf_counter()
-        src_texts, src_y = pooled_sample(self.source_train, self.plan.probe_per_class)
-        src_x = probe.features(src_texts)
-        c = self.tune_probe(probe, src_x, src_y)
+        centres: dict[str, np.ndarray] = {}
+
+        def features(texts: list[str], langs: list[str]) -> np.ndarray:
+            x = probe.features(texts)
+            if not method.centres_on_text:
+                return x
+            for lang in set(langs) - set(centres):
+                task = self.source_train[lang] if lang in self.source_train else self.train[lang]
+                centres[lang] = probe.features(centre_texts(task.texts)).mean(0)
+            return x - np.stack([centres[lang] for lang in langs])
+
+        src_texts, src_y, src_langs = pooled_sample(self.source_train, self.plan.probe_per_class)
+        src_x = features(src_texts, src_langs)
+        c = self.tune_probe(probe, src_x, src_y, features)
         per_language = len(src_y) / len(self.source_train)
         for lang, todo in self.progress(method):
-            test_x = probe.features(self.test[lang].texts)
+            test_x = features(self.test[lang].texts, [lang] * len(self.test[lang]))
             for k, seed in todo:
                 ids = self.shots(lang, k, seed) if k else []
-                x = np.concatenate([src_x, probe.features([self.train[lang].texts[i] for i in ids])]) if ids else src_x
+                shots = [self.train[lang].texts[i] for i in ids]
+                x = np.concatenate([src_x, features(shots, [lang] * len(ids))]) if ids else src_x
                 y = src_y + [self.train[lang].labels[i] for i in ids]
                 weights = np.concatenate([np.ones(len(src_y)), np.full(len(ids), per_language / max(1, len(ids)))])
                 fit_start = time.perf_counter()
@@ -220,9 +235,10 @@ class Benchmark(BenchmarkModels):
                                                  "source_rows": len(src_y),
                                                  "fingerprint": self.model_fingerprint(method)})
 
-    def tune_probe(self, probe: FrozenEncoderProbe, x: np.ndarray, y: list[int]) -> float:
-        """Regularisation strength chosen on source dev rows."""
-        dev_texts, dev_y = pooled_sample(self.source_dev, self.plan.dev_per_class)
-        dev_x = probe.features(dev_texts)
+    def tune_probe(self, probe: FrozenEncoderProbe, x: np.ndarray, y: list[int],
+                   features: Callable[[list[str], list[str]], np.ndarray]) -> float:
+        """Regularisation strength chosen on source dev rows (read by ``features``, as the probe reads every row)."""
+        dev_texts, dev_y, dev_langs = pooled_sample(self.source_dev, self.plan.dev_per_class)
+        dev_x = features(dev_texts, dev_langs)
         grid = {c: probe.score(probe.fit(x, y, c), dev_x, dev_y)["macro_f1"] for c in PROBE_C_GRID}
         return max(grid, key=grid.get)

@@ -35,11 +35,12 @@ def stratified_rows(task: LanguageTask, per_class: int, seed: int) -> list[int]:
     return sorted(rows)
 
 
-def pooled_sample(tasks: dict[str, LanguageTask], per_class: int) -> tuple[list[str], list[int]]:
-    """Texts and labels of a stratified sample of every language, pooled (source training and dev data)."""
+def pooled_sample(tasks: dict[str, LanguageTask], per_class: int) -> tuple[list[str], list[int], list[str]]:
+    """Texts, labels and languages of a stratified sample of every language, pooled (source training and dev data)."""
     rows = {lang: stratified_rows(task, per_class, seed=0) for lang, task in tasks.items()}
     return ([tasks[lang].texts[i] for lang in rows for i in rows[lang]],
-            [tasks[lang].labels[i] for lang in rows for i in rows[lang]])
+            [tasks[lang].labels[i] for lang in rows for i in rows[lang]],
+            [lang for lang in rows for _ in rows[lang]])
 
 
 class BenchmarkModels(BenchmarkCache):
@@ -116,6 +117,6 @@ class BenchmarkModels(BenchmarkCache):
         return out
 
     def source_dev_batch(self, model) -> LabelledBatch:
-        texts, labels = pooled_sample(self.source_dev, self.plan.dev_per_class)
+        texts, labels, _ = pooled_sample(self.source_dev, self.plan.dev_per_class)
         with torch.inference_mode():
             return LabelledBatch.build(model, texts, labels)

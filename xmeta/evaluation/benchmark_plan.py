@@ -29,7 +29,8 @@ class Method:
     budget_scale: int = 1  # this many times the plan's training budget (xmeta's meta-steps, B1's steps)
     by_default: bool = True  # run when --methods is not given
     budget: float = 1.0  # the --budgets multiple this copy of the row is trained at
-    # adapts the model of row ``model_of`` (same flags), each target's unlabelled training texts its centre, K=0 too
+    # reads each target's unlabelled training texts as its language's centre (xmeta: K=0 too; the probe: every
+    # language's); an xmeta row adapts the model of row ``model_of`` (same flags)
     centres_on_text: bool = False
     model_of: str = ""
 
@@ -57,6 +58,9 @@ class Method:
 
 METHODS = (
     Method("probe", "probe", "B4 frozen-encoder probe: logistic regression on mean-pooled features, sources + K target"),
+    Method("probe+text", "probe", "B4 with every language's features centred on the mean feature of its training "
+           "texts (labels unused): what the unlabelled text `xmeta+text` reads buys the probe", ablation=True,
+           centres_on_text=True),
     Method("joint", "joint", "B1 joint LoRA fine-tuning on all source rows (zero-shot on the target)"),
     Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
     Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-2x)",
