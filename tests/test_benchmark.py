@@ -208,10 +208,10 @@ def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_enco
     base = prints()
     assert base == prints()  # stable
     models, cells, tuning = prints(replace(plan, meta_steps=plan.meta_steps + 1))
-    assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if m not in ("probe", "target-only")}
+    assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if methods[m].kind not in ("probe", "target-only")}
     models, cells, tuning = prints(replace(plan, training_seed=1))  # every trained model; the probe trains nothing seeded
-    assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if m != "probe"}
-    assert {m for m in cells if cells[m] != base[1][m]} == {m for m in cells if m != "probe"}
+    assert {m for m in models if models[m] != base[0][m]} == {m for m in methods if methods[m].kind != "probe"}
+    assert {m for m in cells if cells[m] != base[1][m]} == {m for m in cells if methods[m].kind != "probe"}
     models, cells, tuning = prints(replace(plan, test_per_class=3))
     assert models == base[0] and tuning == base[2] and all(cells[m] != base[1][m] for m in cells)
     models, cells, tuning = prints(replace(plan, target_text="train"))
@@ -237,7 +237,7 @@ def test_text_row_adapts_xmetas_model_centred_on_the_targets_text(tmp_path, tiny
     assert bench.cell_settings(text, "yo", 0, 0)["target_text"] == "train"  # always, whatever --target_text says
     assert bench.cell_settings(plain, "yo", 0, 0)["target_text"] == "none"
     assert bench.cell_fingerprint(text, "yo", 4, 0) != bench.cell_fingerprint(plain, "yo", 4, 0)
-    assert bench.target_view_options(text, None, "yo") == {"target_text": bench.train["yo"].texts}
+    assert bench.target_text_options(text, None, "yo") == {"target_text": bench.train["yo"].texts}
 
 
 def test_text_rows_read_the_targets_texts_and_train_nothing_of_their_own(tmp_path, tiny_encoder_dir):

@@ -124,13 +124,13 @@ class Benchmark(BenchmarkModels):
                     self.record(method, lang, k, seed, score_batch(model, test_batch(lang), META_ADAPTER))
                     continue
                 rows = self.shots(lang, k, seed) if k else []
-                view = self.target_view_options(method, model, lang) if k or method.centres_on_text else {}
+                text = self.target_text_options(method, model, lang) if k or method.centres_on_text else {}
                 result = model.adapt(self.examples(self.train[lang], rows), lang=SCRATCH, seed=seed,
-                                     language=lang if generates else None, **options, **view)
+                                     language=lang if generates else None, **options, **text)
                 scores = score_batch(model, test_batch(lang), SCRATCH)
                 model.drop_language(SCRATCH)
                 self.record(method, lang, k, seed, scores, adapt_seconds=round(result.seconds, 3),
-                            target_view=bool(view), adapt=options)
+                            target_view="train_meta_embedding" in text, adapt=options)
 
     def adapt_options(self, method: Method, model) -> dict:
         """Adaptation settings: xmeta uses what meta-training chose (its steps on source dev episodes);
@@ -140,7 +140,7 @@ class Benchmark(BenchmarkModels):
             return self.tune_adaptation(method, model)
         return {"steps": self.plan.adapt_steps} if method.kind != "xmeta" else {}
 
-    def target_view_options(self, method: Method, model, lang: str) -> dict:
+    def target_text_options(self, method: Method, model, lang: str) -> dict:
         """The target's unlabelled text (the texts of its training split, labels unused): a row that centres on
         it gets it always (`adapt_language`'s ``target_text``). With ``--target_text train``, what `xmeta coverage`
         recommends: with the meta-embedding on, a language the vocabulary covers poorly also gets its own target
