@@ -10,14 +10,16 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import TOY_WORDS, toy_batch, toy_rows
+from tests.test_source_prototypes import _tasks
 from xmeta import XMetaForSequenceClassification
 from xmeta.cli import main
 from xmeta.data.typology import routing_prior
 from xmeta.errors import ArgumentError, DataError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.meta.fomaml import batch_loss
-from xmeta.meta.source_prototypes import generated_start
+from xmeta.meta.source_prototypes import fold_source_prototypes, generated_start
 from xmeta.modeling import META_ADAPTER
+from xmeta.modeling.prototype_head import is_head_tensor
 from xmeta.train import EncoderArguments
 
 SOURCES = ["pt", "ru", "qq", "es", "de"]  # qq: a well-formed code URIEL lacks
@@ -216,3 +218,24 @@ def test_source_prototypes_are_read_under_each_source_s_generated_start(tiny_enc
     for name, value in start.items():
         assert torch.allclose(adapter[name.removeprefix("peft.").replace(f".{META_ADAPTER}.", ".es.")], value)
     assert any(not torch.equal(start[n], theta[n]) for n in theta)
+
+
+def test_a_generated_adapter_reads_its_text_centre_under_the_generated_start(tiny_encoder_dir):
+    """Prototypes are read under the generated LoRA (the generator starts first), so the language's centre is too."""
+    model = _model(tiny_encoder_dir, prototype_head=True)
+    fold_source_prototypes(model, _tasks(("pt", "es", "de")), per_class=2)
+    mix = model.prototype_mix
+    texts = [r["text"] for r in toy_rows("gl", 3, 7)]
+    start = _start(model, "gl")
+    batch = LabelledBatch.build(model, texts, [0] * len(texts), language="gl")
+    centre = mix.features(model, start, batch).mean(0)
+    theta = {n: p.detach() for n, p in model.fast_parameters().items()}
+    assert not torch.allclose(centre, mix.features(model, theta, batch).mean(0))  # the generated LoRA moves it
+    with mix.centred_on(centre):
+        expected = mix.start_from(start, *mix.text_linear())[0]
+    model.adapt([], lang="gl", target_text=texts)
+    adapter = model.adapter_state("gl")
+    for name, value in expected.items():
+        assert torch.allclose(adapter[name.removeprefix("peft.").replace(f".{META_ADAPTER}.", ".gl.")], value,
+                              atol=1e-5), name
+    assert any(is_head_tensor(n) for n in expected)

@@ -52,13 +52,13 @@ def centre_texts(texts: Sequence[str], seed: int = 0) -> list[str]:
 
 
 @torch.no_grad()
-def text_centre(model, texts: Sequence[str], language: str | None, seed: int = 0) -> torch.Tensor:
-    """The mean of what the head reads from `centre_texts` under the active adapter: the language's centre for
-    its prototypes (`PrototypeMix.centred_on`)."""
+def text_centre(model, start: dict[str, torch.Tensor], texts: Sequence[str], language: str | None,
+                seed: int = 0) -> torch.Tensor:
+    """The mean of what the head reads from `centre_texts` under ``start`` (the adapter's start, where its
+    support's prototypes are read too): the language's centre for its prototypes (`PrototypeMix.centred_on`)."""
     texts = centre_texts(texts, seed)
     batch = LabelledBatch.build(model, texts, [0] * len(texts), language=language)
-    weights = {name: p.detach() for name, p in model.fast_parameters().items()}
-    return model.prototype_mix.features(model, weights, batch).mean(0)
+    return model.prototype_mix.features(model, start, batch).mean(0)
 
 
 def adapt_language(
@@ -152,20 +152,19 @@ def adapt_language(
     model.train()
     representation = generator.representation_for(model, language, texts)[0] if init == "generated" else None
     with model.reading(language):  # e.g. the nearest-source mixer borrows for the examples' language
-        centre = text_centre(model, target_text, language, seed) if centring else None
+        begin = {n: p.detach() for n, p in model.fast_parameters().items()}
+        if init == "generated" and (centring or not texts):  # inner loops start there and read prototypes there
+            begin = generator.start_at(model, begin, representation)
+        centre = text_centre(model, begin, target_text, language, seed) if centring else None
         with generator.generating(representation) if generator is not None else contextlib.nullcontext(), \
                 mix.centred_on(centre) if mix is not None else contextlib.nullcontext():
             if texts:
                 batch = LabelledBatch.build(model, texts, labels, language=language)
                 fast = InnerLoop(lr=lr, steps=steps, rates=rates, head_lr_scale=model.config.head_lr_scale,
                                  progress=f"adapt {lang}").run(model, batch)
-            else:  # zero-shot: the generated start, its head centred on the language's text if given
+            else:  # zero-shot: the (generated) start, its head centred on the language's text if given
                 steps = 0
-                fast = {n: p.detach() for n, p in model.fast_parameters().items()}
-                if init == "generated":
-                    fast = generator.start_at(model, fast, representation)
-                if centre is not None:
-                    fast = mix.start_from(fast, *mix.text_linear())[0]
+                fast = mix.start_from(begin, *mix.text_linear())[0] if centre is not None else begin
         params = model.fast_parameters()
         with torch.no_grad():
             for name, value in fast.items():
