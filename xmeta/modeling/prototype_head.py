@@ -76,6 +76,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ..errors import ArgumentError
+from ..scoped import attributes_set
 
 HEAD_MARK = ".classifier.modules_to_save."
 # absent in folders written before the fold existed (zero offset, no prior)
@@ -199,11 +200,8 @@ class PrototypeMix(nn.Module):
     @contextlib.contextmanager
     def centred_on(self, centre: torch.Tensor | None) -> Iterator[None]:
         """Prototypes (and `text_linear`) centred on ``centre``, a language's mean feature, inside the block."""
-        previous, self.language_centre = self.language_centre, centre
-        try:
+        with attributes_set(self, language_centre=centre):
             yield
-        finally:
-            self.language_centre = previous
 
     def source_offset(self, name: str) -> torch.Tensor:
         """The folded offset of head tensor ``name`` (weight or bias)."""

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from ..scoped import attributes_set
 from .arrow import arrow_config, arrow_logits, arrow_prototypes
 from .source_bank import SourceLanguageBank
 
@@ -141,23 +142,16 @@ class SourceLanguageAttention(nn.Module):
     @contextlib.contextmanager
     def excluding(self, languages: list[str]) -> Iterator[None]:
         """Mask these source languages out (an episode's own language)."""
-        previous = self.excluded
-        self.excluded = {self.languages.index(lang) for lang in languages if lang in self.languages}
-        try:
+        with attributes_set(self, excluded={self.languages.index(lang) for lang in languages if lang in self.languages}):
             yield
-        finally:
-            self.excluded = previous
 
     @contextlib.contextmanager
     def recording(self, detach: bool = True, unmasked: bool = False) -> Iterator[list[tuple[int, torch.Tensor]]]:
         """Collect (layer, weights) of every forward pass, for `xmeta explain` (``detach=False``: with
         their graph, for the routing loss; ``unmasked``: the softmax over every source, before excluded
         sources and top-k are masked, as self-routing reads it)."""
-        self.recorded, self._detach_recorded, self._record_unmasked = [], detach, unmasked
-        try:
+        with attributes_set(self, recorded=[], _detach_recorded=detach, _record_unmasked=unmasked):
             yield self.recorded
-        finally:
-            self.recorded, self._detach_recorded, self._record_unmasked = None, True, False
 
 
 class SourceTransfer(nn.Module):

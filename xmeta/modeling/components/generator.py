@@ -17,6 +17,7 @@ import torch
 
 from ...arguments import require_number
 from ...errors import ArgumentError
+from ...scoped import attributes_set
 from ..generator import AdapterGenerator
 from ..language_codes import META_ADAPTER
 from .base import Component, ComponentFlags, MetaTrainingRun
@@ -92,11 +93,8 @@ class AdapterGeneratorComponent(Component):
     @contextlib.contextmanager
     def generating(self, representation: torch.Tensor | None) -> Iterator[None]:
         """Inner loops in the block start from θ + δ(``representation``) (None: from θ)."""
-        previous, self.representation = self.representation, representation
-        try:
+        with attributes_set(self, representation=representation):
             yield
-        finally:
-            self.representation = previous
 
     def representation_for(self, model, lang: str, texts: Sequence) -> tuple[torch.Tensor, str]:
         """``lang``'s r and how it was found; the task embedding of ``texts`` is computed only when URIEL lacks it."""

@@ -23,6 +23,7 @@ from ...data.typology import routing_prior
 from ...errors import ArgumentError
 from ...fileio import read_safetensors
 from ...meta.bank import finalize_bank
+from ...scoped import attributes_set
 from ..language_codes import META_ADAPTER
 from ..pooling import mean_pool
 from ..routing import recording_with_masks, routing_loss, routing_prior_matrix
@@ -170,12 +171,8 @@ class SourceAttention(Component):
     @contextlib.contextmanager
     def episode(self, lang: str) -> Iterator[None]:
         """Within an episode of ``lang``: its own bank slot is masked out of the attention."""
-        previous, self._lang = self._lang, lang
-        try:
-            with self.module.attention.excluding([lang]), self.reading(lang):
-                yield
-        finally:
-            self._lang = previous
+        with attributes_set(self, _lang=lang), self.module.attention.excluding([lang]), self.reading(lang):
+            yield
 
     @contextlib.contextmanager
     def reading(self, language: str | None) -> Iterator[None]:
@@ -184,11 +181,8 @@ class SourceAttention(Component):
         if attention.mixer != "nearest":
             yield
             return
-        previous, attention.nearness = attention.nearness, self.nearness(language)
-        try:
+        with attributes_set(attention, nearness=self.nearness(language)):
             yield
-        finally:
-            attention.nearness = previous
 
     def nearness(self, language: str | None) -> torch.Tensor | None:
         """log p: the URIEL routing prior of ``language`` over the bank's sources (None: θ's own passes, or a
