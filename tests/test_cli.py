@@ -72,6 +72,27 @@ def test_adapt_centres_on_unlabelled_text_and_says_when_it_cannot(tmp_path, meta
     assert "--target_text" in err and "prototype head" in err and not (tmp_path / "no").exists()
 
 
+
+def test_evaluate_protocol_reads_unlabelled_text_at_every_k(tmp_path, meta_model, toy_jsonl, capsys):
+    train = toy_jsonl(["yo"], per_class=4, seed=1, name="yo_train.jsonl")
+    test = toy_jsonl(["yo"], per_class=4, seed=2, name="yo_test.jsonl")
+    protocol = ["evaluate", "--model", str(meta_model), "--lang", "yo", "--train_file", str(train), "--test", str(test),
+                "--shots", "0,1", "--seeds", "2", "--steps", "0"]
+    results = {}
+    for name, extra in (("plain", []), ("text", ["--target_text", "train"])):
+        assert main([*protocol, "--out", str(tmp_path / name), *extra]) == 0
+        results[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert results["plain"]["settings"]["target_text"] == "none" and results["text"]["settings"]["target_text"] == "train"
+    runs = {name: {(run["k"], run["seed"]): run for run in r["languages"][0]["runs"]} for name, r in results.items()}
+    assert runs["plain"].keys() == runs["text"].keys() == {(0, 0), (1, 0), (1, 1)}
+    assert runs["text"][(0, 0)]["adapt_seconds"] > 0 == runs["plain"][(0, 0)]["adapt_seconds"]  # K=0 adapts with text
+    assert runs["text"][(1, 0)]["shot_ids"] == runs["plain"][(1, 0)]["shot_ids"]
+    capsys.readouterr()
+    err = run_error(capsys, ["evaluate", "--model", str(meta_model), "--lang", "yo", "--test", str(test),
+                             "--target_text", "train", "--out", str(tmp_path / "no")])
+    assert "--target_text" in err and "--shots" in err and not (tmp_path / "no").exists()
+
+
 def test_bad_flag_and_unknown_command(capsys):
     assert "invalid int value" in run_error(capsys, ["meta-train", "--out", "x", "--steps", "many"])
     assert "unrecognized arguments: --bogus 1" in run_error(capsys, ["meta-train", "--out", "x", "--bogus", "1"])

@@ -131,6 +131,10 @@ class EvaluateCommand:
     steps: int = field(default=0, metadata={"help": "adaptation steps in the protocol (0: the model's default)"})
     romanize: str = field(default="", metadata={
         "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
+    target_text: str = field(default="", metadata={
+        "help": "with --shots: unlabelled text of the language that every adaptation reads, K=0 too (a prototype "
+                "head's centre, as adapt --target_text): a UTF-8 file, one text a line, or 'train' (the texts of "
+                "the split the shots are drawn from, labels unused)"})
     out: str = field(default="", metadata={"help": "folder for results.json (with --shots also results.md and the plot)"})
     overwrite: bool = field(default=False, metadata={"help": "replace --out if it exists"})
 

@@ -82,12 +82,13 @@ def score_task(model, test: LanguageTask | TaggingTask, lang: str | None) -> dic
 
 def few_shot_evaluation(
     model, train: LanguageTask | TaggingTask, test: LanguageTask | TaggingTask, shots: Sequence[int],
-    seeds: Sequence[int], adapt_steps: int | None = None,
+    seeds: Sequence[int], adapt_steps: int | None = None, target_text: Sequence[str] = (),
 ) -> LanguageEvaluation:
     """For each K and seed: adapt a scratch copy of θ on a K-shot set of ``train``, score on ``test``.
 
     K=0 scores θ itself (zero-shot transfer), or with an adapter generator the adapter it generates for
-    ``train.lang``; it does not depend on the seed, so it runs once.
+    ``train.lang``; it does not depend on the seed, so it runs once. With ``target_text`` (unlabelled text of
+    the language) every run adapts with it, K=0 too (`xmeta.adapt.adapt_language`: the language's centre).
     Romanisation is decided for ``train.lang`` from its training text before any run.
     """
     scratch = f"{test.lang}_eval"
@@ -95,12 +96,13 @@ def few_shot_evaluation(
     runs: list[ShotResult] = []
     plan = [(k, s) for k in shots for s in (seeds[:1] if k == 0 else seeds)]
     for k, seed in tqdm(plan, desc=f"evaluate {test.lang}", unit="run", dynamic_ncols=True):
-        if k == 0 and model.adapter_generator is None:
+        if k == 0 and model.adapter_generator is None and not target_text:
             runs.append(ShotResult(k, seed, score_task(model, test, META_ADAPTER)))
             continue
         ids = train.shots(k, seed) if k else []
         result = model.adapt(train.examples(ids), lang=scratch, steps=adapt_steps, seed=seed, language=train.lang,
-                             allow_missing_labels=True)  # stratified: every label this language has
+                             allow_missing_labels=True,  # stratified: every label this language has
+                             target_text=target_text)
         runs.append(ShotResult(k, seed, score_task(model, test, scratch), shot_ids=list(ids),
                                adapt_seconds=result.seconds))
         model.drop_language(scratch)

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..arguments import DataArguments, EvaluateCommand, int_list
 from ..config import XMetaConfig
 from ..data.preflight import raise_problems, shot_problems
+from ..data.readers import read_lines
 from ..data.resolve import ModelData, language_task, task_name
 from ..data.romanize import check_setting
 from ..errors import ArgumentError
@@ -26,6 +27,13 @@ def _evaluated(cmd: EvaluateCommand) -> tuple[XMetaConfig, ModelData, str]:
     return config, model_data, job_language(cmd.lang, config)
 
 
+def _target_text(source: str, train) -> list:
+    """The unlabelled texts ``--target_text`` names: none, the shots' own split (``train``), or a file's lines."""
+    if not source:
+        return []
+    return list(train.texts) if source == "train" else read_lines(source)
+
+
 def run_protocol(cmd: EvaluateCommand, data: DataArguments) -> LanguageEvaluation:
     """For each K of ``cmd.shots`` and each seed: adapt a scratch copy of θ on K shots, score the test rows
     (results.json/.md and the plot in ``cmd.out`` if given)."""
@@ -36,18 +44,23 @@ def run_protocol(cmd: EvaluateCommand, data: DataArguments) -> LanguageEvaluatio
     train = language_task(data, lang, "train", model_data, cmd.train_file, "--train_file")
     test = language_task(data, lang, "test", model_data, cmd.test, "--test")
     raise_problems(shot_problems([train], "train", max(shots), f"K={max(shots)} shots"))
+    target_text = _target_text(cmd.target_text, train)
     task = cmd.train_file or task_name(data, model_data)
     model = load_for_task(cmd.model, train, task, lang=META_ADAPTER, romanize=cmd.romanize)
-    evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None)
+    evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None,
+                                     target_text=target_text)
     if cmd.out:
-        write_report(Path(cmd.out), [evaluation], {"model": cmd.model, "task": task, "shots": shots, "seeds": cmd.seeds},
-                     overwrite=cmd.overwrite)
+        settings = {"model": cmd.model, "task": task, "shots": shots, "seeds": cmd.seeds,
+                    "target_text": cmd.target_text or "none"}
+        write_report(Path(cmd.out), [evaluation], settings, overwrite=cmd.overwrite)
     return evaluation
 
 
 def score_model(cmd: EvaluateCommand, data: DataArguments) -> dict:
     """The scores of ``cmd.lang``'s adapter (θ if it has none) on its test rows (results.json in ``cmd.out`` if given)."""
     config, model_data, lang = _evaluated(cmd)
+    if cmd.target_text:
+        raise ArgumentError("--target_text is read by adaptation: it needs --shots")
     test = language_task(data, lang, "test", model_data, cmd.test, "--test")
     adapter = lang if lang in config.adapted_languages else META_ADAPTER
     model = load_for_task(cmd.model, test, cmd.test or task_name(data, model_data), lang=adapter, romanize=cmd.romanize)
