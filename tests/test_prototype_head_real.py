@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import EpisodeSampler, load_language_tasks, load_task_card, sample_k_shot
+from xmeta.evaluation import few_shot_evaluation, score_task
 from xmeta.meta import MetaTrainer, MetaTrainingArguments
 from xmeta.meta.source_prototypes import fold_source_prototypes
 
@@ -40,6 +43,11 @@ def test_prototype_head_meta_train_adapt_save_load_export(tmp_path):
     model.adapt([], lang="yo0", target_text=train.texts[:64])
     centred = model.predict_proba(test, lang="yo0")
     assert not torch.allclose(centred, folded) and torch.allclose(centred.sum(-1), torch.ones(len(test)))
+    # the K-shot protocol (evaluate --target_text) adapts its K=0 run from the same text: that adapter's scores
+    rows = load_language_tasks(card, ["yo"], "test")["yo"]
+    rows = dataclasses.replace(rows, texts=rows.texts[:24], labels=rows.labels[:24], item_ids=None)
+    evaluation = few_shot_evaluation(model, train, rows, [0], [0], target_text=train.texts[:64])
+    assert evaluation.runs[0].scores == score_task(model, rows, "yo0") != score_task(model, rows, "meta")
 
     model.save_pretrained(tmp_path / "yo")
     loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "yo")
