@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "xmeta"
 # each command runs (adapt, evaluate, predict, ...), on top of everything it calls; `commands` only parses and prints.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation: errors, config, settings", ["xmeta.errors", "xmeta.version", "xmeta.config", "xmeta.trainer_state",
-                                              "xmeta.fileio",
+                                              "xmeta.fileio", "xmeta.scoped",
                                               "xmeta.arguments", "xmeta.distributed", "xmeta.coverage",
                                               "xmeta.evaluation.metrics"]),
     ("data, encoders", ["xmeta.data", "xmeta.encoders"]),

@@ -69,7 +69,6 @@ means placed there, `text_linear`: zero-shot prediction for the language's own o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -197,11 +196,9 @@ class PrototypeMix(nn.Module):
                                 "prototypes (a model meta-trained on two or more source languages)")
         return linear_from_means(self.source_means, self.language_centre)
 
-    @contextlib.contextmanager
-    def centred_on(self, centre: torch.Tensor | None) -> Iterator[None]:
+    def centred_on(self, centre: torch.Tensor | None) -> contextlib.AbstractContextManager[None]:
         """Prototypes (and `text_linear`) centred on ``centre``, a language's mean feature, inside the block."""
-        with attributes_set(self, language_centre=centre):
-            yield
+        return attributes_set(self, language_centre=centre)
 
     def source_offset(self, name: str) -> torch.Tensor:
         """The folded offset of head tensor ``name`` (weight or bias)."""

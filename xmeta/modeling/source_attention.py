@@ -139,11 +139,9 @@ class SourceLanguageAttention(nn.Module):
             self.recorded.append((layer, kept.detach() if self._detach_recorded else kept))
         return weights
 
-    @contextlib.contextmanager
-    def excluding(self, languages: list[str]) -> Iterator[None]:
+    def excluding(self, languages: list[str]) -> contextlib.AbstractContextManager[None]:
         """Mask these source languages out (an episode's own language)."""
-        with attributes_set(self, excluded={self.languages.index(lang) for lang in languages if lang in self.languages}):
-            yield
+        return attributes_set(self, excluded={self.languages.index(lang) for lang in languages if lang in self.languages})
 
     @contextlib.contextmanager
     def recording(self, detach: bool = True, unmasked: bool = False) -> Iterator[list[tuple[int, torch.Tensor]]]:

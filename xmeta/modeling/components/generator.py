@@ -90,11 +90,9 @@ class AdapterGeneratorComponent(Component):
         with self.generating(self.module.representation(lang)[0]):
             yield
 
-    @contextlib.contextmanager
-    def generating(self, representation: torch.Tensor | None) -> Iterator[None]:
+    def generating(self, representation: torch.Tensor | None) -> contextlib.AbstractContextManager[None]:
         """Inner loops in the block start from θ + δ(``representation``) (None: from θ)."""
-        with attributes_set(self, representation=representation):
-            yield
+        return attributes_set(self, representation=representation)
 
     def representation_for(self, model, lang: str, texts: Sequence) -> tuple[torch.Tensor, str]:
         """``lang``'s r and how it was found; the task embedding of ``texts`` is computed only when URIEL lacks it."""
