@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
+from xmeta import XMetaForSequenceClassification
 from xmeta.cli import main
 
 
@@ -91,6 +96,23 @@ def test_evaluate_protocol_reads_unlabelled_text_at_every_k(tmp_path, meta_model
     err = run_error(capsys, ["evaluate", "--model", str(meta_model), "--lang", "yo", "--test", str(test),
                              "--target_text", "train", "--out", str(tmp_path / "no")])
     assert "--target_text" in err and "--shots" in err and not (tmp_path / "no").exists()
+
+
+
+def test_adapt_language_script_reads_unlabelled_text(tmp_path, meta_model, toy_jsonl):
+    few = toy_jsonl(["yo"], per_class=2, seed=1, name="yo_few.jsonl")
+    text = tmp_path / "yo.txt"
+    text.write_text("cat dog yo\nbus yo\nrice soup yo\ntrain yo\n", encoding="utf-8")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "adapt_language.py"
+    probs = {}
+    for name, extra in (("plain", []), ("centred", ["--target_text", str(text)])):
+        run = subprocess.run([sys.executable, str(script), "--model", str(meta_model), "--lang", "yo", "--train", str(few),
+                              "--steps", "0", "--out", str(tmp_path / name), *extra], capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr
+        model = XMetaForSequenceClassification.from_pretrained(tmp_path / name, lang="yo")
+        probs[name] = model.predict_proba(["cat dog", "rice"], lang="yo")
+    assert not torch.allclose(probs["plain"], probs["centred"])
 
 
 def test_bad_flag_and_unknown_command(capsys):
