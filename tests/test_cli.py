@@ -24,6 +24,14 @@ def meta_model(tmp_path, tiny_encoder_dir, toy_jsonl):
     return out
 
 
+@pytest.fixture
+def yo_text(tmp_path):
+    """Unlabelled text of the toy language yo, one text a line."""
+    text = tmp_path / "yo.txt"
+    text.write_text("cat dog yo\nbus yo\nrice soup yo\ntrain yo\n", encoding="utf-8")
+    return text
+
+
 def run_error(capsys, argv: list[str]) -> str:
     """Run a failing command; it must exit 2 with exactly one line on stderr."""
     with pytest.raises(SystemExit) as exc:
@@ -53,19 +61,23 @@ def test_meta_train_adapt_evaluate_predict(tmp_path, meta_model, toy_jsonl, caps
 
 
 def test_adapt_centres_on_unlabelled_text_and_says_when_it_cannot(tmp_path, meta_model, tiny_encoder_dir, toy_jsonl,
-                                                                   capsys):
+                                                                   yo_text, capsys):
     few = toy_jsonl(["yo"], per_class=2, seed=1, name="yo_few.jsonl")
-    text = tmp_path / "yo.txt"
-    text.write_text("cat dog yo\nbus yo\nrice soup yo\ntrain yo\n", encoding="utf-8")
-    for name, extra in (("plain", []), ("centred", ["--target_text", str(text)])):
+    few_texts = tmp_path / "yo_few.txt"  # the texts of --train, which --target_text train names
+    few_texts.write_text("".join(json.loads(line)["text"] + "\n" for line in few.read_text().splitlines()),
+                         encoding="utf-8")
+    one_shot = ["--shots", "1", "--target_text"]  # one example per class, centred on all of --train's texts
+    runs = {"plain": [], "centred": ["--target_text", str(yo_text)], "file": [*one_shot, str(few_texts)],
+            "train": [*one_shot, "train"], "one": ["--shots", "1"]}
+    for name, extra in runs.items():
         assert main(["adapt", "--model", str(meta_model), "--lang", "yo", "--train", str(few), "--out",
                      str(tmp_path / name), "--steps", "0", *extra]) == 0
     capsys.readouterr()
     probs = {}
-    for name in ("plain", "centred"):
+    for name in runs:
         assert main(["predict", "--model", str(tmp_path / name), "--text", "cat dog", "rice"]) == 0
         probs[name] = [json.loads(line)["score"] for line in capsys.readouterr().out.splitlines()]
-    assert probs["plain"] != probs["centred"]
+    assert probs["plain"] != probs["centred"] and probs["train"] == probs["file"] != probs["one"]
     train = toy_jsonl(["aa", "bb", "cc"], per_class=8, name="train.jsonl")
     fomaml = tmp_path / "fomaml"
     assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(fomaml),
@@ -73,7 +85,7 @@ def test_adapt_centres_on_unlabelled_text_and_says_when_it_cannot(tmp_path, meta
                  "--prototype_head", "off"]) == 0
     capsys.readouterr()
     err = run_error(capsys, ["adapt", "--model", str(fomaml), "--lang", "yo", "--train", str(few), "--out",
-                             str(tmp_path / "no"), "--target_text", str(text)])
+                             str(tmp_path / "no"), "--target_text", str(yo_text)])
     assert "--target_text" in err and "prototype head" in err and not (tmp_path / "no").exists()
 
 
@@ -99,13 +111,11 @@ def test_evaluate_protocol_reads_unlabelled_text_at_every_k(tmp_path, meta_model
 
 
 
-def test_adapt_language_script_reads_unlabelled_text(tmp_path, meta_model, toy_jsonl):
+def test_adapt_language_script_reads_unlabelled_text(tmp_path, meta_model, toy_jsonl, yo_text):
     few = toy_jsonl(["yo"], per_class=2, seed=1, name="yo_few.jsonl")
-    text = tmp_path / "yo.txt"
-    text.write_text("cat dog yo\nbus yo\nrice soup yo\ntrain yo\n", encoding="utf-8")
     script = Path(__file__).resolve().parents[1] / "scripts" / "adapt_language.py"
     probs = {}
-    for name, extra in (("plain", []), ("centred", ["--target_text", str(text)])):
+    for name, extra in (("plain", []), ("centred", ["--target_text", str(yo_text)])):
         run = subprocess.run([sys.executable, str(script), "--model", str(meta_model), "--lang", "yo", "--train", str(few),
                               "--steps", "0", "--out", str(tmp_path / name), *extra], capture_output=True, text=True,
                              timeout=300)

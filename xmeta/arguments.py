@@ -109,8 +109,9 @@ class AdaptCommand:
     meta_embedding_adapt: bool = field(default=False, metadata={
         "help": "also adapt a target-language view of the meta-embedding (a unigram model of the language's text)"})
     target_text: str = field(default="", metadata={
-        "help": "unlabelled UTF-8 text of the language, one text a line: a prototype head is centred on its mean "
-                "feature (without --train/--shots: zero-shot), and --meta_embedding_adapt learns its unigram model from it"})
+        "help": "unlabelled UTF-8 text of the language, one text a line, or 'train' (the texts of --train, else of "
+                "the task's train split; labels unused): a prototype head is centred on its mean feature (without "
+                "--train/--shots: zero-shot), and --meta_embedding_adapt learns its unigram model from it"})
     romanize: str = field(default="", metadata={
         "help": "auto|on|off for a language the model has not decided yet (default: the model's own setting)"})
     generate: bool = field(default=False, metadata={

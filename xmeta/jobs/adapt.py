@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from ..adapt import AdaptationResult
 from ..arguments import AdaptCommand, DataArguments
-from ..data.readers import read_lines
 from ..data.resolve import language_task, task_name
 from ..data.romanize import check_setting
 from ..errors import ArgumentError
 from ..modeling.base import XMetaModelBase
 from ..modeling.language_codes import check_language_code
 from ..train import refuse_existing
-from .model_folder import load_for_task, read_model_data
+from .model_folder import load_for_task, read_model_data, target_texts
 
 CARD_SHOTS = 4  # examples per class drawn from the task card when --shots is not given
 
@@ -23,11 +22,11 @@ def adapt_model(cmd: AdaptCommand, data: DataArguments) -> tuple[XMetaModelBase,
     if cmd.romanize:
         check_setting(cmd.romanize)
     refuse_existing(cmd.out, cmd.overwrite)
-    target_text = read_lines(cmd.target_text) if cmd.target_text else []
     _, model_data = read_model_data(cmd.model)
     if cmd.shots < 0:
         raise ArgumentError(f"--shots must not be negative (got {cmd.shots})")
     task = language_task(data, cmd.lang, "train", model_data, cmd.train, "--train")
+    target_text = target_texts(cmd.target_text, task)
     if not cmd.train and not cmd.shots and (cmd.generate or (target_text and not cmd.meta_embedding_adapt)):
         rows = []  # zero-shot: the generated adapter, or θ's head centred on the language's text
     else:

@@ -7,7 +7,6 @@ from pathlib import Path
 from ..arguments import DataArguments, EvaluateCommand, int_list
 from ..config import XMetaConfig
 from ..data.preflight import raise_problems, shot_problems
-from ..data.readers import read_lines
 from ..data.resolve import ModelData, language_task, task_name
 from ..data.romanize import check_setting
 from ..errors import ArgumentError
@@ -15,7 +14,7 @@ from ..evaluation import LanguageEvaluation, few_shot_evaluation, score_task, wr
 from ..fileio import atomic_directory, write_json
 from ..modeling import META_ADAPTER
 from ..train import refuse_existing
-from .model_folder import job_language, load_for_task, read_model_data
+from .model_folder import job_language, load_for_task, read_model_data, target_texts
 
 
 def _evaluated(cmd: EvaluateCommand) -> tuple[XMetaConfig, ModelData, str]:
@@ -25,13 +24,6 @@ def _evaluated(cmd: EvaluateCommand) -> tuple[XMetaConfig, ModelData, str]:
         check_setting(cmd.romanize)
     config, model_data = read_model_data(cmd.model)
     return config, model_data, job_language(cmd.lang, config)
-
-
-def _target_text(source: str, train) -> list:
-    """The unlabelled texts ``--target_text`` names: none, the shots' own split (``train``), or a file's lines."""
-    if not source:
-        return []
-    return list(train.texts) if source == "train" else read_lines(source)
 
 
 def run_protocol(cmd: EvaluateCommand, data: DataArguments) -> LanguageEvaluation:
@@ -44,7 +36,7 @@ def run_protocol(cmd: EvaluateCommand, data: DataArguments) -> LanguageEvaluatio
     train = language_task(data, lang, "train", model_data, cmd.train_file, "--train_file")
     test = language_task(data, lang, "test", model_data, cmd.test, "--test")
     raise_problems(shot_problems([train], "train", max(shots), f"K={max(shots)} shots"))
-    target_text = _target_text(cmd.target_text, train)
+    target_text = target_texts(cmd.target_text, train)
     task = cmd.train_file or task_name(data, model_data)
     model = load_for_task(cmd.model, train, task, lang=META_ADAPTER, romanize=cmd.romanize)
     evaluation = few_shot_evaluation(model, train, test, shots, list(range(cmd.seeds)), adapt_steps=cmd.steps or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import XMetaConfig
+from ..data.readers import read_lines
 from ..data.resolve import ModelData
 from ..data.tagging_task import TaggingTask
 from ..data.task import LanguageTask
@@ -13,6 +14,8 @@ from ..modeling import XMetaForTokenClassification
 from ..modeling.auto import load_any
 from ..modeling.base import XMetaModelBase
 from ..modeling.serialization import read_config
+
+TASK_TEXTS = "train"  # --target_text's name for the texts of the split the examples are drawn from
 
 
 def read_model_data(folder: str) -> tuple[XMetaConfig, ModelData]:
@@ -27,6 +30,14 @@ def job_language(lang: str, config: XMetaConfig) -> str:
     if not lang:
         raise ArgumentError("--lang is required (the model has no single adapted language)")
     return lang
+
+
+def target_texts(source: str, task: LanguageTask | TaggingTask) -> list:
+    """The unlabelled texts a ``--target_text`` flag names: none (empty), the texts of ``task``, the split the
+    command draws its examples from (``train``; labels unused), or a UTF-8 file's lines."""
+    if not source:
+        return []
+    return list(task.texts) if source == TASK_TEXTS else read_lines(source)
 
 
 def check_fits(task: LanguageTask | TaggingTask, model, where: str, model_dir: str) -> None:
