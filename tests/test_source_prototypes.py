@@ -16,7 +16,8 @@ from xmeta import XMetaForSequenceClassification
 from xmeta.data import LabelMap, LanguageTask
 from xmeta.errors import ArgumentError, DataError
 from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
-from xmeta.meta.source_prototypes import fold_source_prototypes, prior_rows, stratified_rows
+from xmeta.meta.source_prior import prior_rows
+from xmeta.meta.source_prototypes import fold_source_prototypes, stratified_rows
 from xmeta.modeling.prototype_head import (
     MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor, support_variance,
 )

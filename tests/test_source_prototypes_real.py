@@ -27,3 +27,22 @@ def test_source_prototypes_make_theta_a_zero_shot_classifier(tmp_path):
     model.save_pretrained(tmp_path / "m")
     loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert torch.equal(loaded.predict_proba(texts, lang="meta"), after)
+
+
+def test_sources_metric_is_chosen_on_the_sources_and_kept_by_the_folder(tmp_path):
+    """On the real encoder's features the sources' covariance beats Euclidean distance on held-out sources."""
+    card = load_task_card("cldr-emoji")
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, prototype_head=True,
+                                                     prototype_metric="sources")
+    sources = load_language_tasks(card, ["de", "ru", "zh", "fr"], "train")
+    test = load_language_tasks(card, ["es"], "test")["es"]
+    texts, gold = test.texts[:48], torch.tensor(test.labels[:48])
+    choice = fold_source_prototypes(model, sources, per_class=8).metric
+    assert choice.shrinkage < 1 and choice.scores[choice.shrinkage] > choice.scores[1.0], choice.scores
+    after = model.predict_proba(texts, lang="meta")
+    assert (after.argmax(-1) == gold).float().mean().item() > 0.3  # chance: 1/8
+    model.save_pretrained(tmp_path / "m")
+    loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert loaded.config.prototype_metric_shrinkage == choice.shrinkage
+    assert torch.equal(loaded.predict_proba(texts, lang="meta"), after)

@@ -63,6 +63,8 @@ class XMetaConfig(PretrainedConfig):
     prototype_meta_head: bool = True  # the prototypes are added to a meta-learned head (else they are the head)
     prototype_prior: str = "sources"  # per_language | sources: the weight of the source prior (modeling.prototype_head)
     prototype_prior_within: str = "sources"  # support | sources: whose row noise the per-language prior reads
+    prototype_metric: str = "euclidean"  # sources | euclidean: the prototypes' distance (meta.prototype_metric)
+    prototype_metric_shrinkage: float = 1.0  # the sources' covariance shrunk toward the identity by this (1: Euclidean)
     adapter_generator: bool = False  # a hypernetwork generates each language's start (see modeling.generator)
     generator_dim: int = 16  # size of its source-language embeddings
     head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'

@@ -36,7 +36,8 @@ def write_record(path: Path, obj: dict) -> None:
 # settings added after models were cached whose value here reproduces those models exactly: left out of the
 # fingerprint at that value, so adding an option does not retrain every cached model (any other value counts)
 NEUTRAL_SETTINGS = {"source_mixer": "attention", "adapter_generator": "off", "generator_dim": 16, "generator_lr": 0.0,
-                    "min_k_shot": 0, "routing_self": "off", "romanized_copies": "off", "prior_within": "sources"}
+                    "min_k_shot": 0, "routing_self": "off", "romanized_copies": "off", "prior_within": "sources",
+                    "prototype_metric": "euclidean"}
 REPORT_ONLY_CARD_KEYS = re.compile(r"^\s*report_separately:.*\n", re.M)  # decide how cells are grouped, not their numbers
 
 

@@ -34,7 +34,7 @@ import torch
 
 from ..data.sampler import Episode, EpisodeSampler
 from .fomaml import InnerLoop, query_accuracy
-from .source_prototypes import pool_language_means
+from .source_prior import pool_language_means
 from .trainer import episode_batches
 
 ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)

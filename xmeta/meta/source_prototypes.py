@@ -9,7 +9,9 @@ prototype head P_src; θ's head becomes θ_head + s·P_src, and `PrototypeMix` k
 adaptation starts from θ_head + s·P_support (see `xmeta.modeling.prototype_head`). The same rows give
 the prior adaptation shrinks a support's class means toward: the sources' class means, each centred in
 its own language, the prior's weight in rows (`prior_rows`) and the rows' within-class variance (for
-a per-language weight). Without a meta head, θ's head becomes s·P_src itself.
+a per-language weight). Without a meta head, θ's head becomes s·P_src itself. With the sources' metric
+(``prototype_metric="sources"``) the same rows estimate it first (`xmeta.meta.prototype_metric`), and the
+prototypes, the prior and P_src are all read in it.
 """
 
 from __future__ import annotations
@@ -21,59 +23,12 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
-from ..modeling.prototype_head import MAX_PRIOR_ROWS, class_means, is_head_tensor, prototype_linear, within_scatter
+from ..modeling.prototype_head import MAX_PRIOR_ROWS, is_head_tensor, prototype_linear
 from .batch import LabelledBatch
+from .prototype_metric import MetricChoice, choose_metric
+from .source_prior import prior_rows
 
 SOURCE_PROTOTYPE_ROWS = 8  # rows per class and source language (tagging: sentences per language × classes)
-
-
-def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Languages' centred class means ``[L, C, d]`` (absent classes: zero rows; ``present`` ``[L, C]``)
-    pooled per class over the languages that have it, then centred over the classes any language has."""
-    pooled = (stacked * present.unsqueeze(-1)).sum(0) / present.sum(0).clamp(min=1).unsqueeze(1)
-    return pooled - pooled[present.sum(0) > 0].mean(0)
-
-
-@dataclass
-class SourcePrior:
-    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, and w (see `prior_rows`);
-    each language's centred class means, in the order given (the adapt-step selection's leave-one-out priors)."""
-
-    means: torch.Tensor
-    rows: float
-    within: float
-    language_means: list[torch.Tensor]
-
-
-def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> SourcePrior:
-    """The pooled source class means (each language centred on its own mean), the prior's weight τ and w.
-
-    Normal-normal model per class and feature: a language's class mean scatters around the pooled
-    mean with variance b, single rows around their language's class mean with variance w; the
-    posterior mean of a class seen n times is then (τ·prior + n·mean)/(τ + n) with τ = w / b. Both are
-    estimated from the sources: b from the scatter of the languages' centred class means around the
-    pooled ones, less the sampling noise of a mean of n rows (w/n), with centring over C classes and
-    pooling over L languages shrinking the scatter by (1 − 1/C)(1 − 1/L). One source language: no
-    scatter to measure, τ = 0 (the support's prototypes alone)."""
-    per_language = [class_means(f, y, num_labels) for f, y in zip(features, labels)]
-    if len(per_language) < 2:
-        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0, [c for c, _, _ in per_language])
-    present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
-    stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
-    pooled = pool_language_means(stacked, present)
-    within, dof = 0.0, 0
-    for (centred, centre, counts), f, y in zip(per_language, features, labels):
-        scatter, rows = within_scatter(f, y, centred, centre, counts)
-        within += scatter
-        dof += rows
-    dims = stacked.shape[-1]
-    w = within / max(dof, 1) / dims
-    classes, langs = float(present.sum(1).mean()), len(per_language)
-    centring = (1 - 1 / classes) * (1 - 1 / langs)
-    counts = torch.stack([counts for _, _, counts in per_language]).clamp(min=1)
-    scatter = ((stacked - pooled) ** 2).sum(-1) / dims / centring - w / counts
-    b = float((scatter * present).sum() / present.sum())
-    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w, list(stacked))
 
 
 def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
@@ -92,10 +47,12 @@ def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[
 
 @dataclass
 class SourceFold:
-    """What a fold read: the rows, and each source language's centred class means (for leave-one-out priors)."""
+    """What a fold read: the rows, each source language's centred class means (for leave-one-out priors), and
+    the metric's choice (None: Euclidean by the model's setting)."""
 
     rows: int
     language_means: dict[str, torch.Tensor]
+    metric: MetricChoice | None = None
 
 
 def generated_start(model, theta: dict[str, torch.Tensor], lang: str) -> dict[str, torch.Tensor]:
@@ -132,8 +89,16 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
         langs.append(lang)
     if not features:
         raise ArgumentError("source prototypes: the source languages have no training rows")
-    weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), model.config.num_labels)
-    prior = prior_rows(features, labels, model.config.num_labels)
+    num_labels = model.config.num_labels
+    choice = None
+    if model.config.prototype_metric == "sources":
+        choice = choose_metric(features, labels, num_labels, prior=mix.prior, within=mix.within)
+        model.config.prototype_metric_shrinkage = choice.shrinkage
+    mix.metric.copy_(choice.metric if choice is not None else torch.eye(mix.metric.shape[0]))
+    features = [f @ mix.metric for f in features]
+    weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), num_labels)
+    weight = weight @ mix.metric
+    prior = prior_rows(features, labels, num_labels)
     scale = mix.log_scale.detach().exp()
     params = model.fast_parameters()
     for name in theta:
@@ -146,4 +111,4 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     mix.prior_rows.fill_(min(prior.rows, MAX_PRIOR_ROWS))
     mix.within_variance.fill_(prior.within)
     model.use_language(previous)
-    return SourceFold(int(sum(len(x) for x in labels)), dict(zip(langs, prior.language_means)))
+    return SourceFold(int(sum(len(x) for x in labels)), dict(zip(langs, prior.language_means)), choice)

@@ -31,6 +31,9 @@ def model_card(config: XMetaConfig, state: TrainerState) -> str:
         f"- Meta-trained on: {sources}",
         f"- Adapted languages (one peft adapter each under `adapters/`): {adapted}",
         f"- Inner loop: {config.inner_steps} SGD steps at lr {config.inner_lr}; adaptation: {adaptation_steps(config)}",
+        *([f"- Prototype distance: the source languages' within-class covariance, shrunk by "
+           f"{config.prototype_metric_shrinkage} toward the identity"]
+          if config.prototype_head and config.prototype_metric == "sources" else []),
         "",
         "```python",
         "from xmeta import XMetaForSequenceClassification",

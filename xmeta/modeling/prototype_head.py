@@ -64,6 +64,10 @@ classes than a mean of class means (on gnome-help's topics it gains nothing once
 centre, a support's prototypes are centred there (the prior's weight is still read from
 the support's own centring), and with no labelled rows at all (K=0) the head is the sources' centred class
 means placed there, `text_linear`: zero-shot prediction for the language's own offset, not the sources'.
+
+After the fold everything above is read in a metric M (``metric``, identity until then and for Euclidean
+models): features x·M, the whitening of the sources' shrunk within-class covariance
+(`xmeta.meta.prototype_metric`). The head of x·M is W·M on x (`unwhitened`), still an ordinary linear layer.
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ from ..scoped import attributes_set
 HEAD_MARK = ".classifier.modules_to_save."
 # absent in folders written before the fold existed (zero offset, no prior)
 SOURCE_KEYS = ("prototype_mix.source_weight", "prototype_mix.source_bias", "prototype_mix.source_means",
-               "prototype_mix.prior_rows", "prototype_mix.within_variance")
+               "prototype_mix.prior_rows", "prototype_mix.within_variance", "prototype_mix.metric")
 MAX_PRIOR_ROWS = 1e4  # the means agree (almost) exactly: the prior all but fixes the prototypes
 PRIORS = ("per_language", "sources")
 WITHINS = ("support", "sources")  # whose within-class variance the per-language prior divides by
@@ -149,6 +153,8 @@ class PrototypeMix(nn.Module):
         self.register_buffer("prior_rows", torch.zeros(()))
         # w: the sources' within-class variance of single rows per feature (0: unknown, no per-language prior)
         self.register_buffer("within_variance", torch.zeros(()))
+        # M: prototypes, source means and centres are read as x·M (identity: Euclidean; set at the fold)
+        self.register_buffer("metric", torch.eye(features))
         self.language_centre: torch.Tensor | None = None  # the adapted language's own centre (`centred_on`)
 
     def prior_weight(self, centred: torch.Tensor, counts: torch.Tensor, support_within: float | None = None) -> float:
@@ -176,25 +182,31 @@ class PrototypeMix(nn.Module):
     def support_linear(self, features: torch.Tensor, labels: torch.Tensor,
                        tau: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The support's prototype head, its class means shrunk toward the source means once there is a prior
-        (by ``tau`` rows; None: `prior_weight`'s)."""
+        (by ``tau`` rows; None: `prior_weight`'s), all in the metric (`unwhitened`)."""
+        features = features.float() @ self.metric
         centred, centre, counts = class_means(features, labels, self.source_means.shape[0])
         if tau is None:  # the support's own row noise is read only by the prior that uses it
             own = support_variance(features, labels, centred, centre, counts) if self.within == "support" else None
             tau = self.prior_weight(centred, counts, own)
         if self.language_centre is not None:
-            centred = (centred + centre - self.language_centre) * (counts > 0).unsqueeze(1)
-            centre = self.language_centre
+            language_centre = self.language_centre @ self.metric
+            centred = (centred + centre - language_centre) * (counts > 0).unsqueeze(1)
+            centre = language_centre
         if tau > 0:
             counts = counts.unsqueeze(1)
             centred = (tau * self.source_means + counts * centred) / (tau + counts)
-        return linear_from_means(centred, centre)
+        return self.unwhitened(*linear_from_means(centred, centre))
 
     def text_linear(self) -> tuple[torch.Tensor, torch.Tensor]:
         """With no labelled rows: the head of the source class means centred on the language's centre."""
         if self.language_centre is None or not bool(self.source_means.any()):
             raise ArgumentError("a zero-shot head from unlabelled text needs the language's centre and source "
                                 "prototypes (a model meta-trained on two or more source languages)")
-        return linear_from_means(self.source_means, self.language_centre)
+        return self.unwhitened(*linear_from_means(self.source_means, self.language_centre @ self.metric))
+
+    def unwhitened(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head of features x from the head of x·M (M symmetric)."""
+        return weight @ self.metric, bias
 
     def centred_on(self, centre: torch.Tensor | None) -> contextlib.AbstractContextManager[None]:
         """Prototypes (and `text_linear`) centred on ``centre``, a language's mean feature, inside the block."""

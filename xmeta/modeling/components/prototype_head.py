@@ -28,10 +28,15 @@ class PrototypeHeadFlags(ComponentFlags):
     prior_within: Literal["support", "sources"] = field(
         default="support", metadata={"help": "the per-language prior's noise of one row: the support's own scatter "
                                              "around its class means (K=1: the sources' prior), or the sources'"})
+    prototype_metric: Literal["sources", "euclidean"] = field(
+        default="sources", metadata={"help": "the prototypes' distance after meta-training: under the source languages' "
+                                             "within-class covariance (shrunk toward the identity by an amount chosen "
+                                             "on the sources, one language held out at a time), or Euclidean"})
 
     def config_fields(self) -> dict[str, Any]:
         return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
-                "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within}
+                "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within,
+                "prototype_metric": self.prototype_metric}
 
 
 class PrototypeHead(Component):
@@ -54,8 +59,14 @@ class PrototypeHead(Component):
 
     def after_meta_training(self, model, run: MetaTrainingRun) -> None:
         """θ alone predicts at K=0: the source prototypes are folded into its head (`fold_source_prototypes`);
-        their per-language class means are the adapt-step selection's leave-one-out priors."""
-        run.language_means = fold_source_prototypes(model, run.tasks, seed=run.seed).language_means
+        their per-language class means are the adapt-step selection's leave-one-out priors. The metric's
+        choice is recorded in the trainer state."""
+        fold = fold_source_prototypes(model, run.tasks, seed=run.seed)
+        run.language_means = fold.language_means
+        if fold.metric is not None:
+            model.trainer_state.prototype_metric = {str(a): round(s, 4) for a, s in fold.metric.scores.items()}
+            print(f"prototype metric: the sources' covariance shrunk by {fold.metric.shrinkage} "
+                  f"(held-out source accuracy {model.trainer_state.prototype_metric})")
 
     def param_groups(self, args: Any) -> list[dict]:
         return [{"params": list(self.module.parameters()), "lr": args.inner_rate_lr}]
