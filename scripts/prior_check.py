@@ -48,7 +48,9 @@ def read(model, texts: list[str], labels: list[int]) -> tuple[torch.Tensor, torc
 
 
 def prior_weight(mix, features: torch.Tensor, labels: torch.Tensor, within: str) -> float:
-    """τ for ``features`` (rows of one language) with the row noise ``within`` ("sources" or "support")."""
+    """τ for ``features`` (rows of one language) with the row noise ``within`` ("sources" or "support"), read in
+    the model's prototype metric as adaptation reads them."""
+    features = features @ mix.metric
     centred, centre, counts = class_means(features, labels, mix.source_means.shape[0])
     mix.within = within
     return mix.prior_weight(centred, counts, support_variance(features, labels, centred, centre, counts))

@@ -33,7 +33,7 @@ def adapt(cmd: AdaptCommand, data: DataArguments) -> int:
         print(f"generated the adapter of {cmd.lang} (zero-shot) in {result.seconds:.1f} s; saved {cmd.out}")
         return 0
     print(f"adapted {cmd.lang} on {result.examples} examples in {result.seconds:.1f} s "
-          f"({result.steps} steps, support loss {result.support_loss:.3f}); saved {cmd.out}")
+          f"({result.steps} step{'s' * (result.steps != 1)}, support loss {result.support_loss:.3f}); saved {cmd.out}")
     return 0
 
 
