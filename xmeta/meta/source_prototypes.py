@@ -96,8 +96,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
         model.config.prototype_metric_shrinkage = choice.shrinkage
     mix.metric.copy_(choice.metric if choice is not None else torch.eye(mix.metric.shape[0]))
     features = [f @ mix.metric for f in features]
-    weight, bias = prototype_linear(torch.cat(features), torch.cat(labels), num_labels)
-    weight = weight @ mix.metric
+    weight, bias = mix.unwhitened(*prototype_linear(torch.cat(features), torch.cat(labels), num_labels))
     prior = prior_rows(features, labels, num_labels)
     scale = mix.log_scale.detach().exp()
     params = model.fast_parameters()
