@@ -471,7 +471,8 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert arrow["source_mixer"] == "arrow"
     later = {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot", "routing_self"}
     assert not later & set(plain)  # they came later too
-    assert plain["romanized_copies"] == "on"
+    assert plain["romanized_copies"] == "on" and plain["prototype_source_rows"] == 32
+    assert "prototype_source_rows" not in resolved_settings(EncoderArguments(prototype_source_rows=8), MetaTrainingArguments())
     assert "romanized_copies" not in resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="off"))
     assert without_neutral({"romanized_copies": "off", "meta_head": "on"}) == {"meta_head": "on"}
     assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1

@@ -137,6 +137,7 @@ def test_bad_flag_and_unknown_command(capsys):
         (["--steps", "-1"], "--steps must be at least 1"),
         (["--inner_lr", "0"], "--inner_lr must be a positive number"),
         (["--lora_r", "0"], "--lora_r must be at least 1"),
+        (["--prototype_source_rows", "0"], "--prototype_source_rows must be at least 1 (got 0)"),
         (["--k_shot", "2", "--min_k_shot", "3"], "--min_k_shot must be between 0 and --k_shot 2 (got 3)"),
         (["--meta_batch", "5"], "--meta_batch 5 exceeds the 3 source languages"),
         (["--sources", "aa,zz"], "no rows for language 'zz'"),

@@ -172,14 +172,19 @@ def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
     train = toy_jsonl(["aa", "bb", "cc"], per_class=8, name="train.jsonl")
     assert main(["meta-train", "--train_file", str(train), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
                  "--steps", "1", "--meta_batch", "2", "--k_shot", "2", "--k_query", "2", "--lora_r", "2",
-                 "--prototype_head", "on"]) == 0
-    mix = XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix
+                 "--prototype_head", "on", "--prototype_source_rows", "3"]) == 0
+    model = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    mix = model.prototype_mix
     assert mix.source_weight.abs().sum() > 0 and mix.source_bias.abs().sum() > 0
+    assert model.trainer_state.source_rows == 3 * model.config.num_labels * 3  # 3 rows per class and language
+    assert model.config.prototype_source_rows == 3
     assert (mix.prior, mix.within) == ("per_language", "support")  # the new default is saved with the model
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     del config["prototype_prior_within"]  # a folder saved before the setting: the sources' w, as it was measured
+    del config["prototype_source_rows"]  # and before the flag: its fold read 8 rows per class and language
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
-    assert XMetaForSequenceClassification.from_pretrained(tmp_path / "m").prototype_mix.within == "sources"
+    old = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert old.prototype_mix.within == "sources" and old.config.prototype_source_rows == 8
 
 
 def test_per_language_prior_weight_is_within_over_the_languages_own_distance():

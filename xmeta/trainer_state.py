@@ -22,6 +22,7 @@ class TrainerState:
     adapt_steps: dict[str, float] = field(default_factory=dict)  # dev query accuracy per candidate (--adapt_steps auto)
     adapt_steps_by_shots: dict[str, dict[str, float]] = field(default_factory=dict)  # the same per support size
     prototype_metric: dict[str, float] = field(default_factory=dict)  # held-out source accuracy per shrinkage α
+    source_rows: int = 0  # source rows the prototype head's fold read (0: no fold)
     warm_start: dict | None = None  # the joint warm-start stage's record (--init joint): its budget counts
     language_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # test scores per adapted language
     log_history: list[dict] = field(default_factory=list)  # one record per meta-step (loss, accuracy, seconds)

@@ -8,7 +8,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ...meta.source_prototypes import fold_source_prototypes
+from ...errors import ArgumentError
+from ...meta.source_prototypes import SOURCE_PROTOTYPE_ROWS, fold_source_prototypes
 from ..prototype_head import SOURCE_KEYS, PrototypeMix
 from .base import Component, ComponentFlags, MetaTrainingRun
 
@@ -32,11 +33,19 @@ class PrototypeHeadFlags(ComponentFlags):
         default="sources", metadata={"help": "the prototypes' distance after meta-training: under the source languages' "
                                              "within-class covariance (shrunk toward the identity by an amount chosen "
                                              "on the sources, one language held out at a time), or Euclidean"})
+    prototype_source_rows: int = field(
+        default=SOURCE_PROTOTYPE_ROWS, metadata={"help": "rows per class and source language read after meta-training "
+                                                         "for the zero-shot prototypes, the prior and the metric "
+                                                         "(tagging: sentences per language, times the tags)"})
+
+    def validate(self) -> None:
+        if self.prototype_source_rows < 1:
+            raise ArgumentError(f"--prototype_source_rows must be at least 1 (got {self.prototype_source_rows})")
 
     def config_fields(self) -> dict[str, Any]:
         return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
                 "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within,
-                "prototype_metric": self.prototype_metric}
+                "prototype_metric": self.prototype_metric, "prototype_source_rows": self.prototype_source_rows}
 
 
 class PrototypeHead(Component):
@@ -61,8 +70,9 @@ class PrototypeHead(Component):
         """θ alone predicts at K=0: the source prototypes are folded into its head (`fold_source_prototypes`);
         their per-language class means are the adapt-step selection's leave-one-out priors. The metric's
         choice is recorded in the trainer state."""
-        fold = fold_source_prototypes(model, run.tasks, seed=run.seed)
+        fold = fold_source_prototypes(model, run.tasks, per_class=model.config.prototype_source_rows, seed=run.seed)
         run.language_means = fold.language_means
+        model.trainer_state.source_rows = fold.rows
         if fold.metric is not None:
             model.trainer_state.prototype_metric = {str(a): round(s, 4) for a, s in fold.metric.scores.items()}
             print(f"prototype metric: the sources' covariance shrunk by {fold.metric.shrinkage} "
