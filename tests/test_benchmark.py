@@ -28,21 +28,6 @@ def test_plan_shots_per_method_kind():
         assert shots[extra] == [0, 4] and extra not in DEFAULT_METHOD_NAMES
 
 
-def test_quick_xmeta_rows_fold_the_earlier_8_source_rows():
-    """--quick keeps its fold at 8 rows per class and language: its models are the ones cached before the
-    default became 32, and the real quick run stays quick."""
-    from xmeta.arguments import BenchmarkCommand
-    from xmeta.evaluation.benchmark_plan import plan_from
-
-    quick = plan_from(BenchmarkCommand(quick=True, methods="probe,xmeta,xmeta+warm"), ["yo"], [])
-    assert {m.name: m.encoder_flags.get("prototype_source_rows") for m in quick.methods} == \
-        {"probe": None, "xmeta": 8, "xmeta+warm": 8}
-    full = plan_from(BenchmarkCommand(methods="xmeta"), ["yo"], [])
-    assert "prototype_source_rows" not in full.methods[0].encoder_flags
-    settings = resolved_settings(EncoderArguments(**quick.methods[1].encoder_flags), MetaTrainingArguments())
-    assert "prototype_source_rows" not in settings  # the neutral value: the fingerprint of before
-
-
 def test_joint_budget_follows_the_episode_shape():
     """B1 passes as many examples through the model as meta-training: meta-batch × n_way ×
     (inner steps × k_shot + k_query) per meta-step, for the task's own label count and shots."""
@@ -486,8 +471,8 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert arrow["source_mixer"] == "arrow"
     later = {"adapter_generator", "generator_dim", "generator_lr", "min_k_shot", "routing_self"}
     assert not later & set(plain)  # they came later too
-    assert plain["romanized_copies"] == "on" and plain["prototype_source_rows"] == 32
-    assert "prototype_source_rows" not in resolved_settings(EncoderArguments(prototype_source_rows=8), MetaTrainingArguments())
+    assert plain["romanized_copies"] == "on" and "prototype_source_rows" not in plain  # 8: the models cached before it
+    assert resolved_settings(EncoderArguments(prototype_source_rows=32), MetaTrainingArguments())["prototype_source_rows"] == 32
     assert "romanized_copies" not in resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="off"))
     assert without_neutral({"romanized_copies": "off", "meta_head": "on"}) == {"meta_head": "on"}
     assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1

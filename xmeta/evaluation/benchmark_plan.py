@@ -14,7 +14,6 @@ ALL_ROWS = -1  # "K" of the oracle rows: every training row of the target
 TARGET_TEXT = ("none", "train")  # unlabelled target text given to every method that can use it
 BUDGET_KINDS = ("joint", "joint-ft", "xmeta")  # the rows trained once per --budgets multiple
 WARM_META_SHARE = 0.5  # share of a warm-start row's example budget spent meta-training (the rest: its joint stage)
-QUICK_SOURCE_ROWS = 8  # rows per class and source language a --quick xmeta model's fold reads (the default: 32)
 
 
 @dataclass(frozen=True)
@@ -233,9 +232,7 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...], card_separat
                 budgets=budget_list(cmd.budgets), target_text=cmd.target_text, test_per_class=cmd.test_per_class,
                 romanize=cmd.romanize, training_seed=cmd.training_seed)
     if cmd.quick:  # the fewest meta-steps that leave every budget 2 (a warm-start row splits them)
-        methods = [replace(m, encoder_flags={**m.encoder_flags, "prototype_source_rows": QUICK_SOURCE_ROWS})
-                   if m.kind == "xmeta" else m for m in plan.methods]
-        plan = replace(plan, methods=methods, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
+        plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
                        meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, xmeta_adapt_steps="2", test_per_class=2, dev_per_class=1, probe_per_class=1,
                        oracle_epochs=0.1, pseudo_targets=1, tuning_grid={"joint-ft": [0.1], "target-only": [0.3]},
                        tuning_steps=[2])

@@ -3,8 +3,8 @@
 Euclidean prototypes weigh every feature direction alike, while a language's rows scatter around their
 class means much more along some directions than along others. The nearest prototype under the rows'
 within-class covariance Σ is linear discriminant analysis (in few-shot learning: Simple CNAPS, Bateni
-et al., 2020). Σ is estimated at the fold from the rows it reads (``--prototype_source_rows``, 32 per class
-and source language: 7,424 rows in 384 dimensions on cldr-emoji), pooled over the sources, each row taken around its own
+et al., 2020). Σ is estimated at the fold from the rows it reads (8 per class and source language:
+1,856 rows in 384 dimensions on cldr-emoji), pooled over the sources, each row taken around its own
 language's class mean; so few rows need shrinking toward a scaled identity,
 
     Σ_α = (1 − α)·S + α·(tr S / d)·I,
