@@ -12,13 +12,17 @@ from tests.test_source_prototypes import _tasks, _trained_like
 from xmeta.data import EpisodeSampler
 from xmeta.adapt import steps_for_support
 from xmeta.meta.adapt_steps import leave_one_out, select_adapt_steps, selection_episodes, selection_shots
+from xmeta.meta.source_prior import LanguageMeans
 from xmeta.meta.source_prototypes import fold_source_prototypes
 
 
 def test_leave_one_out_prior_pools_the_other_languages():
-    means = {"aa": torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), "bb": torch.tensor([[0.0, 3.0], [0.0, -3.0]]),
-             "cc": torch.tensor([[2.0, 1.0], [-2.0, -1.0]])}
-    assert torch.allclose(leave_one_out(means, "aa"), torch.tensor([[1.0, 2.0], [-1.0, -2.0]]))
+    means = {"aa": LanguageMeans(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), torch.tensor([9.0, 9.0])),
+             "bb": LanguageMeans(torch.tensor([[0.0, 3.0], [0.0, -3.0]]), torch.tensor([1.0, 0.0])),
+             "cc": LanguageMeans(torch.tensor([[2.0, 1.0], [-2.0, -1.0]]), torch.tensor([3.0, 2.0]))}
+    held_out = leave_one_out(means, "aa")
+    assert torch.allclose(held_out.centred, torch.tensor([[1.0, 2.0], [-1.0, -2.0]]))
+    assert torch.allclose(held_out.centre, torch.tensor([2.0, 1.0]))  # the others' mean centre: aa's is left out
     assert leave_one_out(means, "zz") is None and leave_one_out({"aa": means["aa"]}, "aa") is None
 
 
@@ -35,12 +39,14 @@ def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_di
     tasks = _tasks(("aa", "bb", "cc"), per_class=6)
     fold = fold_source_prototypes(model, tasks, per_class=2)
     prior = model.prototype_mix.source_means.clone()
+    centre = model.prototype_mix.source_centre.clone()
     theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
     dev = EpisodeSampler(tasks, None, 2, 2, seed=1)
     best, scores = select_adapt_steps(model, dev, fold.language_means, episodes=3)
     assert set(scores) == {0, 1, 3, 10} and best in scores and all(0 <= a <= 1 for a in scores.values())
     assert scores[best] == max(scores.values())
     assert torch.equal(model.prototype_mix.source_means, prior)  # the leave-one-out priors were temporary
+    assert torch.equal(model.prototype_mix.source_centre, centre)
     assert all(torch.equal(p, theta[n]) for n, p in model.fast_parameters().items())  # θ untouched
     again = select_adapt_steps(model, EpisodeSampler(tasks, None, 2, 2, seed=1), fold.language_means, episodes=3)
     assert again == (best, scores)  # deterministic

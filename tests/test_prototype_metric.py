@@ -59,7 +59,7 @@ def _languages(noisy: float, langs: int = 5, classes: int = 4, dims: int = 12, r
 
 def test_choose_metric_prefers_the_covariance_where_the_noise_is_not_isotropic():
     features, labels = _languages(noisy=6.0)
-    choice = choose_metric(features, labels, 4, prior="per_language", within="support")
+    choice = choose_metric(features, labels, 4, prior="per_language", within="support", centre="shrunk")
     assert set(choice.scores) == set(SHRINKAGE_CANDIDATES)
     assert choice.shrinkage < 1 and choice.scores[choice.shrinkage] > choice.scores[1.0] + 0.05, choice.scores
     scatters = [within_scatter_matrix(f, y, 4) for f, y in zip(features, labels)]
@@ -68,7 +68,7 @@ def test_choose_metric_prefers_the_covariance_where_the_noise_is_not_isotropic()
 
 def test_choose_metric_keeps_euclidean_for_one_source_language():
     features, labels = _languages(noisy=6.0, langs=1)
-    choice = choose_metric(features, labels, 4, prior="per_language", within="support")
+    choice = choose_metric(features, labels, 4, prior="per_language", within="support", centre="shrunk")
     assert choice.shrinkage == 1.0 and torch.equal(choice.metric, torch.eye(12)) and choice.scores == {}
 
 

@@ -19,7 +19,7 @@ from xmeta.meta import FirstOrderMAML, InnerLoop, LabelledBatch
 from xmeta.meta.source_prior import prior_rows
 from xmeta.meta.source_prototypes import fold_source_prototypes, stratified_rows
 from xmeta.modeling.prototype_head import (
-    MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor, support_variance,
+    MAX_PRIOR_ROWS, SOURCE_KEYS, PrototypeMix, class_means, is_head_tensor, prototype_linear, support_variance,
 )
 
 TEXTS = ["cat dog", "bus train", "bread soup"]
@@ -73,6 +73,10 @@ def test_zero_shot_head_is_theta_head_plus_scaled_source_prototypes(tiny_encoder
     bias_1, weight_1 = _head(model.fast_parameters())
     assert torch.allclose(weight_1, weight_0 + weight, atol=1e-5) and torch.allclose(bias_1, bias_0 + bias, atol=1e-5)
     assert torch.allclose(model.prototype_mix.source_weight, weight, atol=1e-5)
+    # the prior of a language's centre: each language's centre (the mean of its class means), averaged
+    centres = [torch.stack([f[b.labels == c].mean(0) for c in b.labels.unique()]).mean(0)
+               for f, b in zip(features.split([len(b.labels) for b in batches]), batches)]
+    assert torch.allclose(model.prototype_mix.source_centre, torch.stack(centres).mean(0), atol=1e-5)
     fold_source_prototypes(model, tasks, per_class=100)  # a second fold replaces the first
     assert torch.allclose(_head(model.fast_parameters())[1], weight_0 + weight, atol=1e-5)
 
@@ -178,13 +182,16 @@ def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
     assert mix.source_weight.abs().sum() > 0 and mix.source_bias.abs().sum() > 0
     assert model.trainer_state.source_rows == 3 * model.config.num_labels * 3  # 3 rows per class and language
     assert model.config.prototype_source_rows == 3
-    assert (mix.prior, mix.within) == ("per_language", "support")  # the new default is saved with the model
+    assert (mix.prior, mix.within, mix.centre) == ("per_language", "support", "shrunk")  # the defaults are saved
+    assert mix.source_centre.abs().sum() > 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     del config["prototype_prior_within"]  # a folder saved before the setting: the sources' w, as it was measured
     del config["prototype_source_rows"]  # and before the flag: its fold read 8 rows per class and language
+    del config["prototype_centre"]  # and before the centre's shrinkage: the support's own centre
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     old = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert old.prototype_mix.within == "sources" and old.config.prototype_source_rows == 8
+    assert old.prototype_mix.centre == "support"
 
 
 def test_per_language_prior_weight_is_within_over_the_languages_own_distance():
@@ -240,6 +247,65 @@ def test_support_within_reads_the_languages_own_row_noise():
     assert mixes["support"].prior_weight(centred, counts, None) == 80.0
     with pytest.raises(ValueError, match="within-class variance"):
         PrototypeMix(classes, dims, within="target")
+
+
+def test_shrunk_centre_is_james_stein_toward_the_sources_centre():
+    """A simulated language whose centre sits b_c per feature from the sources' m0, rows w around their class
+    means: the support's centre is m0 + ρ·(centre − m0) with ρ = 1 − v/(‖centre − m0‖²/d), v = w·mean(1/n_c)/C;
+    ρ ≈ b_c/(b_c + v), clipped at 0 for a language on m0, ≈ 1 for a far one, and nearer the true centre on average."""
+    gen = torch.Generator().manual_seed(2)
+    classes, dims, w = 8, 2048, 0.5
+    mix = PrototypeMix(classes, dims, meta_head=False, prior="per_language", within="support", centre="shrunk")
+    m0 = torch.randn(dims, generator=gen)
+    mix.source_centre.copy_(m0)
+    mix.within_variance.fill_(w)
+    counts = torch.tensor([1.0] * 6 + [2.0, 0.0])  # class 7 absent: 7 present classes
+    noise = w * float((1 / counts[:7]).mean()) / 7
+    for b_c in (0.0, noise, 10 * noise):
+        truth = m0 + b_c ** 0.5 * torch.randn(dims, generator=gen)
+        centre = truth + noise ** 0.5 * torch.randn(dims, generator=gen)
+        shrunk = mix.shrunk_centre(centre, counts, None)  # no row noise of its own: the sources' w
+        keep = max(0.0, 1 - noise / float(((centre - m0) ** 2).mean()))
+        assert torch.allclose(shrunk, m0 + keep * (centre - m0))
+        assert keep == pytest.approx(b_c / (b_c + noise), abs=0.1)
+        if b_c > 0:
+            assert ((shrunk - truth) ** 2).mean() < ((centre - truth) ** 2).mean()
+    assert torch.allclose(mix.shrunk_centre(centre, counts, 2 * w), m0 + max(0.0, 1 - 2 * noise / float(
+        ((centre - m0) ** 2).mean())) * (centre - m0))  # the support's own w where it has one
+    with pytest.raises(ValueError, match="prototype centre"):
+        PrototypeMix(classes, dims, centre="text")
+
+
+def test_shrunk_centre_recentres_the_support_after_the_fold_only(tiny_encoder_dir):
+    """``centre="shrunk"``: after the fold the support's class means are centred on its shrunk centre (as on a
+    text's centre) before the prior; before the fold (meta-training), and with ``"support"``, on its own mean."""
+    model = _trained_like(tiny_encoder_dir, prototype_centre="shrunk")
+    mix = model.prototype_mix
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    support = _batch(model, "cc", 1, 0)
+    features = mix.features(model, theta, support)
+    own = prototype_linear(features, support.labels, model.config.num_labels)
+    assert all(torch.allclose(a, b) for a, b in zip(mix.support_linear(features, support.labels), own))  # no fold yet
+    fold_source_prototypes(model, _tasks(), per_class=2)
+    theta = {n: p.detach().clone() for n, p in model.fast_parameters().items()}
+    features = mix.features(model, theta, support)
+    centred, centre, counts = class_means(features, support.labels, model.config.num_labels)
+    shrunk_centre = mix.shrunk_centre(centre, counts, None)
+    assert not torch.allclose(shrunk_centre, centre)
+    with mix.centred_on(shrunk_centre):
+        mix.centre = "support"
+        expected = mix.support_linear(features, support.labels)
+        mix.centre = "shrunk"
+    assert all(torch.allclose(a, b) for a, b in zip(mix.support_linear(features, support.labels), expected))
+    mix.centre = "support"
+    assert not torch.allclose(mix.support_linear(features, support.labels)[1], expected[1])
+    mix.centre = "shrunk"
+    text_centre = features.mean(0) + 1.0
+    with mix.centred_on(text_centre):  # a text's centre wins over the shrunk one
+        mix.centre = "support"
+        by_text = mix.support_linear(features, support.labels)
+        mix.centre = "shrunk"
+        assert all(torch.allclose(a, b) for a, b in zip(mix.support_linear(features, support.labels), by_text))
 
 
 def test_without_a_meta_head_the_head_is_the_prototypes_alone(tiny_encoder_dir):

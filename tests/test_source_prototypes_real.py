@@ -46,3 +46,30 @@ def test_sources_metric_is_chosen_on_the_sources_and_kept_by_the_folder(tmp_path
     loaded = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert loaded.config.prototype_metric_shrinkage == choice.shrinkage
     assert torch.equal(loaded.predict_proba(texts, lang="meta"), after)
+
+
+def test_shrunk_centre_is_nearer_a_held_out_languages_centre_than_a_k1_supports_own():
+    """Real features: the centre of a K=1 support (8 single rows) shrunk toward the sources' mean centre lies
+    nearer the language's centre (from all its rows) than the support's own mean does, on average over draws."""
+    from xmeta.meta.batch import LabelledBatch
+    from xmeta.modeling.prototype_head import class_means
+
+    card = load_task_card("cldr-emoji")
+    torch.manual_seed(0)
+    model = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, prototype_head=True,
+                                                     prototype_centre="shrunk")
+    fold_source_prototypes(model, load_language_tasks(card, ["de", "ru", "zh", "fr"], "train"), per_class=8)
+    mix = model.prototype_mix
+    test = load_language_tasks(card, ["sw"], "test")["sw"]
+    batch = LabelledBatch.build(model, test.texts[:240], test.labels[:240], language="sw")
+    features = mix.features(model, {n: p.detach() for n, p in model.fast_parameters().items()}, batch)
+    labels, classes = batch.labels, len(card.labels)
+    _, truth, _ = class_means(features, labels, classes)
+    errors = {"own": [], "shrunk": []}
+    for seed in range(8):
+        rows = torch.cat([torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()),
+                          generator=torch.Generator().manual_seed(seed))[:1]] for c in range(classes)])
+        _, centre, counts = class_means(features[rows], labels[rows], classes)
+        errors["own"].append(float(((centre - truth) ** 2).mean()))
+        errors["shrunk"].append(float(((mix.shrunk_centre(centre, counts, None) - truth) ** 2).mean()))
+    assert sum(errors["shrunk"]) < sum(errors["own"]), errors

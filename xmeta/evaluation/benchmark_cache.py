@@ -37,7 +37,8 @@ def write_record(path: Path, obj: dict) -> None:
 # fingerprint at that value, so adding an option does not retrain every cached model (any other value counts)
 NEUTRAL_SETTINGS = {"source_mixer": "attention", "adapter_generator": "off", "generator_dim": 16, "generator_lr": 0.0,
                     "min_k_shot": 0, "routing_self": "off", "romanized_copies": "off", "prior_within": "sources",
-                    "prototype_metric": "euclidean", "prototype_source_rows": 8}
+                    "prototype_metric": "euclidean", "prototype_source_rows": 8,
+                    "prototype_centre": "support"}
 REPORT_ONLY_CARD_KEYS = re.compile(r"^\s*report_separately:.*\n", re.M)  # decide how cells are grouped, not their numbers
 
 

@@ -69,7 +69,8 @@ METHODS = (
     Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
            "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
            "estimated for each language; θ's head is the source prototypes for K=0), distances under the sources' "
-           "within-class covariance, with romanised copies of the sources in scripts other than Latin"),
+           "within-class covariance, each support's centre shrunk toward the sources' (James-Stein), with romanised "
+           "copies of the sources in scripts other than Latin"),
     Method("xmeta+text", "xmeta", "xmeta's model given each target's unlabelled training texts (labels unused): "
            "their mean feature centres its prototypes, and at K=0 the source prototypes (`adapt --target_text`)",
            ablation=True, centres_on_text=True, model_of="xmeta"),
@@ -78,8 +79,11 @@ METHODS = (
     Method("xmeta-romancopies", "xmeta", "no romanised copies of the sources (`--romanized_copies off`): θ meta-trains "
            "on the sources as written only (the default before the copies)", training_flags={"romanized_copies": "off"},
            ablation=True),
-    Method("xmeta-euclidean", "xmeta", "Euclidean prototypes (`--prototype_metric euclidean`): the default before "
-           "the sources' covariance", {"prototype_metric": "euclidean"}, ablation=True),
+    Method("xmeta-owncentre", "xmeta", "each support's own centre (`--prototype_centre support`): the default before "
+           "the shrunk centre", {"prototype_centre": "support"}, ablation=True),
+    Method("xmeta-euclidean", "xmeta", "Euclidean prototypes on the support's own centre (`--prototype_metric "
+           "euclidean --prototype_centre support`): the default before the sources' covariance",
+           {"prototype_metric": "euclidean", "prototype_centre": "support"}, ablation=True),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
     Method("xmeta+mix", "xmeta", "the prototypes added to a meta-learned head (a learned mix), not the head alone",

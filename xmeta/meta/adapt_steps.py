@@ -6,7 +6,7 @@ adaptation tuning, the choice is made on held-out source data only: episodes of 
 dev rows (K = the meta-training k_shot per class, scored on k_query others per class), each adapted
 with every candidate and scored in eval mode. With a prototype head, 0 steps (the shrunk prototypes
 alone) is a candidate, and each episode's language is left out of the prior its prototypes shrink
-toward, as it would be for a new language.
+toward (and of the sources' centre its own is shrunk toward), as it would be for a new language.
 
 Every source language gives one episode per round, in whole rounds up to at least ``SELECTION_EPISODES``
 (leave-one-language-out over all of them, as in meta-training). The candidates' scores are often within
@@ -34,7 +34,7 @@ import torch
 
 from ..data.sampler import Episode, EpisodeSampler
 from .fomaml import InnerLoop, query_accuracy
-from .source_prior import pool_language_means
+from .source_prior import LanguageMeans, pool_languages
 from .trainer import episode_batches
 
 ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)
@@ -54,23 +54,22 @@ def selection_episodes(dev: EpisodeSampler, episodes: int) -> list[Episode]:
     return [episode for _ in range(rounds) for episode in dev.sample_meta_batch(len(dev.langs))]
 
 
-def leave_one_out(language_means: Mapping[str, torch.Tensor], lang: str) -> torch.Tensor | None:
-    """The pooled centred source class means without ``lang`` (None: nothing left, or ``lang`` not a source)."""
+def leave_one_out(language_means: Mapping[str, LanguageMeans], lang: str) -> LanguageMeans | None:
+    """The other source languages' pooled means and mean centre (None: nothing left, or ``lang`` not a source)."""
     others = [m for other, m in language_means.items() if other != lang]
     if lang not in language_means or not others:
         return None
-    stacked = torch.stack(others)
-    return pool_language_means(stacked, (stacked.abs().sum(-1) > 0).float())
+    return pool_languages(others)
 
 
 @torch.no_grad()
-def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, torch.Tensor] | None = None,
+def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, LanguageMeans] | None = None,
                        candidates: Sequence[int] = ADAPT_STEP_CANDIDATES, episodes: int = SELECTION_EPISODES,
                        chunk_size: int = 16) -> tuple[int, dict[int, float]]:
     """(best steps, mean dev query accuracy per candidate over ``selection_episodes``); ties go to fewer steps."""
     mix = model.prototype_mix
     candidates = [s for s in candidates if s > 0 or mix is not None]
-    prior = mix.source_means.clone() if mix is not None else None
+    prior = (mix.source_means.clone(), mix.source_centre.clone()) if mix is not None else None
     inner = {s: InnerLoop.meta_learned(model, model.config.inner_lr, s, model.config.head_lr_scale) for s in candidates}
     scores: dict[int, list[float]] = {s: [] for s in candidates}
     try:
@@ -79,12 +78,14 @@ def select_adapt_steps(model, dev: EpisodeSampler, language_means: Mapping[str, 
                 lang, support, query = episode_batches(model, episode, chunk_size)
                 held_out = leave_one_out(language_means or {}, lang)
                 if held_out is not None:
-                    mix.source_means.copy_(held_out)
+                    mix.source_means.copy_(held_out.centred)
+                    mix.source_centre.copy_(held_out.centre)
                 with model.transferring_into(lang):
                     for steps, loop in inner.items():
                         scores[steps].append(query_accuracy(model, loop, support, query))
     finally:
         if prior is not None:
-            mix.source_means.copy_(prior)
+            mix.source_means.copy_(prior[0])
+            mix.source_centre.copy_(prior[1])
     means = {s: mean(v) for s, v in scores.items()}
     return max(candidates, key=lambda s: (round(means[s], 4), -s)), means

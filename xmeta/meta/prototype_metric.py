@@ -83,10 +83,10 @@ def held_out_accuracy(mix: PrototypeMix, features: torch.Tensor, labels: torch.T
 
 
 def choose_metric(features: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], num_labels: int, prior: str,
-                  within: str, candidates: Sequence[float] = SHRINKAGE_CANDIDATES,
+                  within: str, centre: str, candidates: Sequence[float] = SHRINKAGE_CANDIDATES,
                   shots: Sequence[int] = METRIC_SELECTION_SHOTS, seeds: int = METRIC_SELECTION_SEEDS) -> MetricChoice:
     """α by leave-one-source-language-out accuracy (ties: the larger α, nearer Euclidean); the metric from every
-    source at that α. ``prior``/``within`` are the model's prior settings (`PrototypeMix`)."""
+    source at that α. ``prior``/``within``/``centre`` are the model's prior settings (`PrototypeMix`)."""
     scatters = [within_scatter_matrix(f, y, num_labels) for f, y in zip(features, labels)]
     total, dof = sum(s for s, _ in scatters), sum(n for _, n in scatters)
     if len(features) < 2:
@@ -98,8 +98,9 @@ def choose_metric(features: Sequence[torch.Tensor], labels: Sequence[torch.Tenso
         for alpha in candidates:
             metric = whitening(rest_scatter, rest_dof, alpha)
             fold = prior_rows([features[i] @ metric for i in others], [labels[i] for i in others], num_labels)
-            mix = PrototypeMix(num_labels, metric.shape[0], meta_head=False, prior=prior, within=within)
+            mix = PrototypeMix(num_labels, metric.shape[0], meta_head=False, prior=prior, within=within, centre=centre)
             mix.source_means.copy_(fold.means)
+            mix.source_centre.copy_(fold.centre)
             mix.prior_rows.fill_(min(fold.rows, MAX_PRIOR_ROWS))
             mix.within_variance.fill_(fold.within)
             scores[alpha] += held_out_accuracy(mix, features[held] @ metric, labels[held], num_labels, shots, seeds)

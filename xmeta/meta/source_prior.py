@@ -22,18 +22,36 @@ def pool_language_means(stacked: torch.Tensor, present: torch.Tensor) -> torch.T
 
 
 @dataclass
+class LanguageMeans:
+    """One source language's class means centred on its centre (absent classes: zero rows) ``[C, d]``, and that
+    centre ``[d]`` (the mean of its class means)."""
+
+    centred: torch.Tensor
+    centre: torch.Tensor
+
+
+def pool_languages(languages: list[LanguageMeans]) -> LanguageMeans:
+    """The languages' pooled centred class means (`pool_language_means`) and their mean centre."""
+    stacked = torch.stack([language.centred for language in languages])
+    return LanguageMeans(pool_language_means(stacked, (stacked.abs().sum(-1) > 0).float()),
+                         torch.stack([language.centre for language in languages]).mean(0))
+
+
+@dataclass
 class SourcePrior:
-    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, and w (see `prior_rows`);
-    each language's centred class means, in the order given (the adapt-step selection's leave-one-out priors)."""
+    """The pooled centred source class means ``[C, d]``, the prior's weight τ in rows, w (see `prior_rows`) and the
+    languages' mean centre ``[d]``; each language's means, in the order given (the leave-one-out priors)."""
 
     means: torch.Tensor
     rows: float
     within: float
-    language_means: list[torch.Tensor]
+    centre: torch.Tensor
+    language_means: list[LanguageMeans]
 
 
 def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_labels: int) -> SourcePrior:
-    """The pooled source class means (each language centred on its own mean), the prior's weight τ and w.
+    """The pooled source class means (each language centred on its own mean), the prior's weight τ, w and the
+    languages' mean centre.
 
     Normal-normal model per class and feature: a language's class mean scatters around the pooled
     mean with variance b, single rows around their language's class mean with variance w; the
@@ -43,8 +61,10 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     pooling over L languages shrinking the scatter by (1 − 1/C)(1 − 1/L). One source language: no
     scatter to measure, τ = 0 (the support's prototypes alone)."""
     per_language = [class_means(f, y, num_labels) for f, y in zip(features, labels)]
+    languages = [LanguageMeans(centred, centre) for centred, centre, _ in per_language]
+    mean_centre = torch.stack([language.centre for language in languages]).mean(0)
     if len(per_language) < 2:
-        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0, [c for c, _, _ in per_language])
+        return SourcePrior(torch.zeros(num_labels, features[0].shape[-1]), 0.0, 0.0, mean_centre, languages)
     present = torch.stack([counts > 0 for _, _, counts in per_language]).float()  # [L, C]
     stacked = torch.stack([centred for centred, _, _ in per_language])  # [L, C, d]
     pooled = pool_language_means(stacked, present)
@@ -60,4 +80,4 @@ def prior_rows(features: list[torch.Tensor], labels: list[torch.Tensor], num_lab
     counts = torch.stack([counts for _, _, counts in per_language]).clamp(min=1)
     scatter = ((stacked - pooled) ** 2).sum(-1) / dims / centring - w / counts
     b = float((scatter * present).sum() / present.sum())
-    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w, list(stacked))
+    return SourcePrior(pooled, w / b if b > 0 else float("inf"), w, mean_centre, languages)

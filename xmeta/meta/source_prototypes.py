@@ -26,7 +26,7 @@ from ..errors import ArgumentError
 from ..modeling.prototype_head import MAX_PRIOR_ROWS, is_head_tensor, prototype_linear
 from .batch import LabelledBatch
 from .prototype_metric import MetricChoice, choose_metric
-from .source_prior import prior_rows
+from .source_prior import LanguageMeans, prior_rows
 
 # rows per class and source language (tagging: sentences per language × classes); 32 was measured and not adopted
 # (README: level on cldr-emoji, -1.3 / -1.1 at K=4 / 16 on gnome-help)
@@ -53,7 +53,7 @@ class SourceFold:
     the metric's choice (None: Euclidean by the model's setting)."""
 
     rows: int
-    language_means: dict[str, torch.Tensor]
+    language_means: dict[str, LanguageMeans]
     metric: MetricChoice | None = None
 
 
@@ -94,7 +94,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     num_labels = model.config.num_labels
     choice = None
     if model.config.prototype_metric == "sources":
-        choice = choose_metric(features, labels, num_labels, prior=mix.prior, within=mix.within)
+        choice = choose_metric(features, labels, num_labels, prior=mix.prior, within=mix.within, centre=mix.centre)
         model.config.prototype_metric_shrinkage = choice.shrinkage
     mix.metric.copy_(choice.metric if choice is not None else torch.eye(mix.metric.shape[0]))
     features = [f @ mix.metric for f in features]
@@ -109,6 +109,7 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     mix.source_weight.copy_(scale * weight)
     mix.source_bias.copy_(scale * bias)
     mix.source_means.copy_(prior.means)
+    mix.source_centre.copy_(prior.centre)
     mix.prior_rows.fill_(min(prior.rows, MAX_PRIOR_ROWS))
     mix.within_variance.fill_(prior.within)
     model.use_language(previous)

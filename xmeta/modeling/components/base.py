@@ -20,6 +20,7 @@ import torch
 
 if TYPE_CHECKING:
     from ...config import XMetaConfig
+    from ...meta.source_prior import LanguageMeans
     from ..base import XMetaModelBase
 
 
@@ -43,8 +44,8 @@ class MetaTrainingRun:
     tasks: Mapping[str, Any]  # the source languages' training tasks (LanguageTask or TaggingTask)
     seed: int
     adapt_steps: int  # inner steps of a full adaptation: the model's, or the default where it has none (0, auto)
-    # each source language's centred class means, where a part read them (the adapt-step selection's priors)
-    language_means: dict[str, torch.Tensor] | None = None
+    # each source language's class means and centre, where a part read them (the adapt-step selection's priors)
+    language_means: dict[str, LanguageMeans] | None = None
 
 
 class Component:

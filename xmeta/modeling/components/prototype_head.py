@@ -33,6 +33,10 @@ class PrototypeHeadFlags(ComponentFlags):
         default="sources", metadata={"help": "the prototypes' distance after meta-training: under the source languages' "
                                              "within-class covariance (shrunk toward the identity by an amount chosen "
                                              "on the sources, one language held out at a time), or Euclidean"})
+    prototype_centre: Literal["shrunk", "support"] = field(
+        default="shrunk", metadata={"help": "a support's centre (its language's offset) after meta-training: its own mean "
+                                            "shrunk toward the source languages' mean centre by how little it exceeds "
+                                            "its sampling noise (James-Stein), or its own mean"})
     prototype_source_rows: int = field(
         default=SOURCE_PROTOTYPE_ROWS, metadata={"help": "rows per class and source language read after meta-training "
                                                          "for the zero-shot prototypes, the prior and the metric "
@@ -45,7 +49,8 @@ class PrototypeHeadFlags(ComponentFlags):
     def config_fields(self) -> dict[str, Any]:
         return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
                 "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within,
-                "prototype_metric": self.prototype_metric, "prototype_source_rows": self.prototype_source_rows}
+                "prototype_metric": self.prototype_metric, "prototype_source_rows": self.prototype_source_rows,
+                "prototype_centre": self.prototype_centre}
 
 
 class PrototypeHead(Component):
@@ -62,7 +67,8 @@ class PrototypeHead(Component):
     def build(cls, model, network) -> PrototypeHead:
         config = model.config
         mix = PrototypeMix(config.num_labels, network.classifier.in_features, meta_head=config.prototype_meta_head,
-                           prior=config.prototype_prior, within=config.prototype_prior_within)
+                           prior=config.prototype_prior, within=config.prototype_prior_within,
+                           centre=config.prototype_centre)
         model.prototype_mix = mix
         return cls(mix)
 
