@@ -7,7 +7,7 @@ import torch
 
 from xmeta import XMetaForSequenceClassification
 from xmeta.data import load_language_tasks, load_task_card
-from xmeta.meta.source_prototypes import fold_source_prototypes
+from xmeta.meta.source_prototypes import fold_source_prototypes, stratified_rows
 
 pytestmark = pytest.mark.real
 
@@ -67,8 +67,7 @@ def test_shrunk_centre_is_nearer_a_held_out_languages_centre_than_a_k1_supports_
     _, truth, _ = class_means(features, labels, classes)
     errors = {"own": [], "shrunk": []}
     for seed in range(8):
-        rows = torch.cat([torch.nonzero(labels == c)[:, 0][torch.randperm(int((labels == c).sum()),
-                          generator=torch.Generator().manual_seed(seed))[:1]] for c in range(classes)])
+        rows = torch.tensor(stratified_rows(labels.tolist(), classes, per_class=1, seed=seed))
         _, centre, counts = class_means(features[rows], labels[rows], classes)
         errors["own"].append(float(((centre - truth) ** 2).mean()))
         errors["shrunk"].append(float(((mix.shrunk_centre(centre, counts, None) - truth) ** 2).mean()))
