@@ -34,6 +34,16 @@ def test_selection_episodes_take_every_language_once_per_round():
     assert Counter(e.lang for e in selection_episodes(dev, 4)) == {"aa": 2, "bb": 2, "cc": 2}  # whole rounds
 
 
+def test_a_selection_round_holds_at_most_the_cap_of_distinct_languages(monkeypatch):
+    from xmeta.meta import adapt_steps
+
+    monkeypatch.setattr(adapt_steps, "SELECTION_LANGUAGES", 2)
+    dev = EpisodeSampler(_tasks(("aa", "bb", "cc"), per_class=6), None, 2, 2, seed=1)
+    episodes = selection_episodes(dev, 3)  # rounds of 2 (the cap), at least 3 episodes: two rounds
+    assert len(episodes) == 4 and all(len({e.lang for e in episodes[i:i + 2]}) == 2 for i in (0, 2))
+    assert adapt_steps.selection_round(3) == 2 and adapt_steps.selection_round(1) == 1
+
+
 def test_selection_scores_every_candidate_and_restores_the_prior(tiny_encoder_dir):
     model = _trained_like(tiny_encoder_dir)
     tasks = _tasks(("aa", "bb", "cc"), per_class=6)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from xmeta.cli import main
+from xmeta.errors import ArgumentError
 from xmeta.evaluation.benchmark_cache import resolved_settings, without_neutral
 from xmeta.evaluation.benchmark_plan import ALL_ROWS, DEFAULT_METHOD_NAMES, METHODS, Plan
 from xmeta.meta.trainer import MetaTrainingArguments
@@ -223,6 +224,51 @@ def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_enco
     assert all(a != b for a, b in zip(prints(task=other)[0].values(), base[0].values()))
 
 
+def test_sources_flag_replaces_the_cards_sources_for_every_method(tmp_path, tiny_encoder_dir):
+    """`--sources` trains every method on the languages named, in their order (their fingerprints say so; the card's
+    own list is the card's models); a target named as a source is refused in one line."""
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    methods = {m.name: m for m in METHODS}
+
+    def bench(sources=""):
+        plan = plan_from(BenchmarkCommand(task=str(card), methods="xmeta,joint-ft,probe", sources=sources), ("yo",))
+        return Benchmark(plan, tmp_path / "b", str(card), str(tiny_encoder_dir))
+
+    default, named, reordered = bench(), bench("de,fr"), bench("fr,de")
+    assert default.sources == ["en", "de", "fr", "es"] and named.sources == ["de", "fr"]
+    assert sorted(named.source_train) == sorted(named.source_dev) == ["de", "fr"]
+    assert bench("en,de,fr,es").model_fingerprint(methods["xmeta"]) == default.model_fingerprint(methods["xmeta"])
+    for m in ("xmeta", "joint-ft", "probe"):
+        assert len({b.model_fingerprint(methods[m]) for b in (default, named, reordered)}) == 3
+    with pytest.raises(ArgumentError, match=r"^--sources: 'yo' is also a target$"):
+        bench("de,yo")
+
+
+def test_the_selection_cap_names_itself_only_where_it_binds(tmp_path, tiny_encoder_dir, monkeypatch):
+    """A card whose dev languages (romanised copies included) fit in one selection round keeps the fingerprints
+    cached before the cap; past the cap the model is another one."""
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation import benchmark_cache
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, ru")  # ru: a romanised copy, 4 dev languages
+    methods = {m.name: m for m in METHODS}
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta"), ("yo",)), tmp_path / "b",
+                      str(card), str(tiny_encoder_dir))
+    assert bench.copied_sources == 1
+    uncapped = bench.model_fingerprint(methods["xmeta"])
+    assert "adapt_selection_languages" not in bench.model_settings(methods["xmeta"])
+    monkeypatch.setattr(benchmark_cache, "selection_round", lambda languages: min(languages, 3))
+    assert bench.model_settings(methods["xmeta"])["adapt_selection_languages"] == benchmark_cache.SELECTION_LANGUAGES
+    assert bench.model_fingerprint(methods["xmeta"]) != uncapped
+    assert "adapt_selection_languages" not in bench.model_settings(methods["xmeta-romancopies"])  # 3 dev languages
+
+
 def test_text_row_adapts_xmetas_model_centred_on_the_targets_text(tmp_path, tiny_encoder_dir):
     from xmeta.arguments import BenchmarkCommand
     from xmeta.evaluation.benchmark import Benchmark
@@ -415,7 +461,6 @@ def test_budgets_train_every_row_at_every_multiple(tmp_path, tiny_encoder_dir):
 
 
 def test_update_readme_rewrites_the_tasks_own_section(tmp_path):
-    from xmeta.errors import ArgumentError
     from xmeta.evaluation.benchmark_report import update_readme
 
     readme = tmp_path / "README.md"

@@ -181,6 +181,8 @@ class BenchmarkCommand:
     targets: str = field(default="", metadata={"help": "held-out targets (default: the card's, minus --extra_targets)"})
     extra_targets: str = field(default="card", metadata={
         "help": "targets reported separately, outside the mean (card: the card's languages.report_separately; empty: none)"})
+    sources: str = field(default="", metadata={
+        "help": "comma-separated source languages every method trains on (default: the card's languages.sources)"})
     methods: str = field(default="", metadata={"help": "comma-separated methods (default: all but the extra joint-ft-2x and xmeta-2x)"})
     shots: str = field(default="0,1,4,16", metadata={"help": "K examples per class"})
     ablation_shots: str = field(default="0,4", metadata={"help": "K for the ablation rows (xmeta+sa, +me, +lr)"})

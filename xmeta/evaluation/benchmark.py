@@ -46,7 +46,7 @@ class Benchmark(BenchmarkModels):
         self.card = load_task_card(task)
         self.labels = list(self.card.labels)
         self.langs = plan.targets + plan.extra_targets
-        self.sources = list(self.card.sources)
+        self.sources = plan.sources or list(self.card.sources)
         self.train = load_language_tasks(self.card, self.langs, "train")
         self.full_test = load_language_tasks(self.card, self.langs, "test")
         self.test_rows = {lang: stratified_rows(self.full_test[lang], plan.test_per_class, seed=0) for lang in self.langs}

@@ -16,7 +16,8 @@ from pathlib import Path
 from ..data import LanguageTask, TaskCard, sample_k_shot
 from ..encoders import resolve_encoder
 from ..fileio import write_json
-from ..meta.adapt_steps import SELECTION_EPISODES, selection_shots
+from ..data.romanize import MIN_LATIN_SHARE, latin_share
+from ..meta.adapt_steps import SELECTION_EPISODES, SELECTION_LANGUAGES, selection_round, selection_shots
 from ..meta.trainer import MetaTrainingArguments
 from ..meta.warm_start import JointWarmStart
 from ..train import EncoderArguments
@@ -63,14 +64,19 @@ class BenchmarkCache:
     test_rows: dict[str, list[int]]  # their rows in the full test split
     source_train: dict[str, LanguageTask]
     source_dev: dict[str, LanguageTask]
+    copied_sources: int  # set by `identify`
 
     def identify(self) -> None:
         """What every fingerprint starts from: the card, the encoder's weights, the source rows; and each target's rows."""
         self.identity = {"xmeta": __version__, "card": card_identity(self.card.path), "encoder": self.encoder,
                          "weights": weights_digest(resolve_encoder(self.encoder).name_or_path),
                          "source_rows": rows_digest({**{f"train/{k}": v for k, v in self.source_train.items()},
-                                                     **{f"dev/{k}": v for k, v in self.source_dev.items()}})}
+                                                     **{f"dev/{k}": v for k, v in self.source_dev.items()}}),
+                         # named only where --sources differs from the card's (their order picks the baselines' tuning languages)
+                         **({"sources": self.sources} if self.sources != list(self.card.sources) else {})}
         self.target_rows = {lang: rows_digest({"train": self.train[lang], "test": self.test[lang]}) for lang in self.langs}
+        # sources meta-training copies romanised (`romanized_copies`), each a dev language of its own
+        self.copied_sources = sum(latin_share(task.texts) < MIN_LATIN_SHARE for task in self.source_dev.values())
 
     def tuning_langs(self) -> list[str]:
         """The source languages whose dev rows tune the baselines' adaptation (pseudo-targets)."""
@@ -93,7 +99,8 @@ class BenchmarkCache:
                 steps = dict(zip(("joint_steps", "meta_steps"), p.warm_split(self.n_way(), method.multiple)))
             return {**base, "kind": "xmeta", **steps, "adapt_steps": p.xmeta_adapt_steps,
                     "adapt_selection_shots": selection_shots(p.k_shot),
-                    "adapt_selection_episodes": SELECTION_EPISODES, "meta_batch": p.meta_batch, "k_shot": p.k_shot,
+                    "adapt_selection_episodes": SELECTION_EPISODES, **self.selection_cap(method),
+                    "meta_batch": p.meta_batch, "k_shot": p.k_shot,
                     "k_query": p.k_query, "inner_steps": p.inner_steps,
                     "flags": without_neutral({**method.encoder_flags, **method.training_flags}),
                     # every setting, defaults included: a changed default is a different model
@@ -103,6 +110,14 @@ class BenchmarkCache:
             return {**base, "seed": 0, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
                     "c_grid": PROBE_C_GRID}
         return {**base, "kind": method.kind}
+
+    def selection_cap(self, method: Method) -> dict:
+        """`SELECTION_LANGUAGES`, named only where it binds: a model whose dev languages (romanised copies
+        included) all fit in one selection round is the model cached before the cap existed."""
+        langs = len(self.source_dev)
+        if MetaTrainingArguments(**method.training_flags).romanized_copies == "on":
+            langs += self.copied_sources
+        return {} if selection_round(langs) == langs else {"adapt_selection_languages": SELECTION_LANGUAGES}
 
     @staticmethod
     def joint_multiple(method: Method) -> float:

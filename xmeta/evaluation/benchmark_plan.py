@@ -152,6 +152,7 @@ class Plan:
     pseudo_targets: int = 3
     romanize: str = "auto"  # input preprocessing of the targets, the same for every method
     training_seed: int = 0  # seed of every trained model (the shot and test rows do not depend on it)
+    sources: list[str] = field(default_factory=list)  # the source languages (empty: the card's)
     tuning_k: int = 4  # shots per class of the tuning's pseudo-targets (source dev rows)
     tuning_grid: dict = field(default_factory=lambda: {"joint-ft": [0.01, 0.03, 0.1, 0.3], "target-only": [0.03, 0.1, 0.3, 1.0]})
     tuning_steps: list[int] = field(default_factory=lambda: [10, 30])  # adaptation steps tried with every lr
@@ -222,6 +223,10 @@ def check_budgets(plan: Plan, n_way: int) -> None:
 def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...], card_separate: tuple[str, ...] = ()) -> Plan:
     extra = list(card_separate) if cmd.extra_targets == "card" else split_list(cmd.extra_targets, "--extra_targets")
     targets = split_list(cmd.targets, "--targets") if cmd.targets else [t for t in card_targets if t not in extra]
+    sources = split_list(cmd.sources, "--sources") if cmd.sources else []
+    held_out = [lang for lang in sources if lang in targets + extra]
+    if held_out:
+        raise ArgumentError(f"--sources: {held_out[0]!r} is also a target")
     names = split_list(cmd.methods, "--methods") if cmd.methods else list(DEFAULT_METHOD_NAMES)
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
@@ -234,7 +239,7 @@ def plan_from(cmd: BenchmarkCommand, card_targets: tuple[str, ...], card_separat
                 ablation_shots=int_list(cmd.ablation_shots, "--ablation_shots"), seeds=list(range(cmd.seeds)),
                 methods=[m for m in METHODS if m.name in names], meta_steps=cmd.meta_steps,
                 budgets=budget_list(cmd.budgets), target_text=cmd.target_text, test_per_class=cmd.test_per_class,
-                romanize=cmd.romanize, training_seed=cmd.training_seed)
+                romanize=cmd.romanize, training_seed=cmd.training_seed, sources=sources)
     if cmd.quick:  # the fewest meta-steps that leave every budget 2 (a warm-start row splits them)
         plan = replace(plan, targets=targets[:1], extra_targets=[], shots=[0, 4], ablation_shots=[0, 4], seeds=[0],
                        meta_steps=math.ceil(2 / min(plan.budgets)), adapt_steps=2, xmeta_adapt_steps="2", test_per_class=2, dev_per_class=1, probe_per_class=1,

@@ -12,7 +12,10 @@ Every source language gives one episode per round, in whole rounds up to at leas
 (leave-one-language-out over all of them, as in meta-training). The candidates' scores are often within
 a point of each other, and with 8 random episodes (256 query rows at K=4) the choice flipped between
 re-scorings of the same θ; a round of all of them (19-29 here) cuts that noise by a third to a half and
-weighs each language once. The best mean wins (ties to fewer steps). The one-standard-error rule (the
+weighs each language once. A round holds at most ``SELECTION_LANGUAGES`` languages, drawn by the seeded
+dev sampler where there are more: with 91 CLDR sources and their romanised copies (130 languages) the fold
+and a round of every language took 23 of meta-training's 28 minutes on 2 cores, where rounds of 19-29 already
+steadied the choice. The best mean wins (ties to fewer steps). The one-standard-error rule (the
 fewest steps within one paired standard error of the best) was measured and under-adapts: its error, from
 32 query rows per episode, hides a gain that every candidate shows in turn (gnome-help: 0.808, 0.811,
 0.814, 0.816 for 0, 1, 3, 10 steps).
@@ -40,6 +43,7 @@ from .trainer import episode_batches
 ADAPT_STEP_CANDIDATES = (0, 1, 3, 10)  # 0: prototypes only (prototype head)
 DEFAULT_ADAPT_STEPS = 10  # without source dev rows to choose on
 SELECTION_EPISODES = 16  # at least; drawn in whole rounds of every dev language
+SELECTION_LANGUAGES = 32  # at most, per round (a seeded draw of that many distinct languages where there are more)
 SELECTION_SHOTS = (1,)  # support sizes (rows per class) chosen for besides the meta-training k_shot
 
 
@@ -48,10 +52,17 @@ def selection_shots(k_shot: int) -> list[int]:
     return sorted({k for k in SELECTION_SHOTS if k < k_shot} | {k_shot})
 
 
+def selection_round(languages: int) -> int:
+    """Episodes (distinct languages) in a selection round among ``languages`` dev languages."""
+    return min(languages, SELECTION_LANGUAGES)
+
+
 def selection_episodes(dev: EpisodeSampler, episodes: int) -> list[Episode]:
-    """Whole rounds of one episode per dev language (distinct languages within a round), at least ``episodes``."""
-    rounds = -(-episodes // len(dev.langs))
-    return [episode for _ in range(rounds) for episode in dev.sample_meta_batch(len(dev.langs))]
+    """Whole rounds of one episode per dev language (distinct languages within a round; `selection_round` of them),
+    at least ``episodes``."""
+    per_round = selection_round(len(dev.langs))
+    rounds = -(-episodes // per_round)
+    return [episode for _ in range(rounds) for episode in dev.sample_meta_batch(per_round)]
 
 
 def leave_one_out(language_means: Mapping[str, LanguageMeans], lang: str) -> LanguageMeans | None:
