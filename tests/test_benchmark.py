@@ -248,6 +248,28 @@ def test_sources_flag_replaces_the_cards_sources_for_every_method(tmp_path, tiny
         bench("de,yo")
 
 
+def test_sources_flag_reaches_meta_training(tmp_path, tiny_encoder_dir, monkeypatch):
+    """xmeta's model meta-trains on `--sources` as B1 and the probe train on them (not the card's)."""
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation import benchmark_models
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta", sources="fr,de"), ("yo",)),
+                      tmp_path / "b", str(card), str(tiny_encoder_dir))
+    seen = []
+
+    def meta_train(cmd, *_args):
+        seen.append(cmd.sources)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(benchmark_models, "meta_train", meta_train)
+    with pytest.raises(RuntimeError, match="stop here"):
+        bench.meta_trained(next(m for m in METHODS if m.name == "xmeta"))
+    assert seen == ["fr,de"]
+
+
 def test_the_selection_cap_names_itself_only_where_it_binds(tmp_path, tiny_encoder_dir, monkeypatch):
     """A card whose dev languages (romanised copies included) fit in one selection round keeps the fingerprints
     cached before the cap; past the cap the model is another one."""

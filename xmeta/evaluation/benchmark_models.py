@@ -72,7 +72,8 @@ class BenchmarkModels(BenchmarkCache):
         if (out / "config.json").exists():
             return out
         resume = RESUME_DEFAULT if Path(f"{out}.checkpoint").exists() else ""
-        cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.xmeta_adapt_steps, overwrite=True, resume=resume)
+        cmd = MetaTrainCommand(out=str(out), adapt_steps=self.plan.xmeta_adapt_steps, overwrite=True, resume=resume,
+                               sources=",".join(self.sources))
         settings = self.model_settings(method)
         training = MetaTrainingArguments(steps=settings["meta_steps"], meta_batch=self.plan.meta_batch,
                                          k_shot=self.plan.k_shot, k_query=self.plan.k_query,
