@@ -92,12 +92,17 @@ def latin_share(texts: Sequence) -> float:
     return sum(unicodedata.name(ch, "").startswith("LATIN") for ch in letters) / len(letters) if letters else 1.0
 
 
+def gets_romanized_copy(task) -> bool:
+    """Whether `romanized_copies` copies ``task``: its letters are mostly not Latin."""
+    return latin_share(task.texts) < MIN_LATIN_SHARE
+
+
 def romanized_copies(tasks: dict) -> dict:
     """``<lang>-Latn``: a romanised copy of each language whose letters are mostly not Latin, with the
     same rows, labels and items. Meta-training on them teaches θ to adapt to romanised input, which is
     what a target read romanised (``--romanize``) gives it."""
     return {f"{lang}{ROMANIZED_SUFFIX}": romanized_task(task, f"{lang}{ROMANIZED_SUFFIX}")
-            for lang, task in tasks.items() if latin_share(task.texts) < MIN_LATIN_SHARE}
+            for lang, task in tasks.items() if gets_romanized_copy(task)}
 
 
 def romanize_targets(train: dict, test: dict, setting: str, encoder: str) -> list[str]:

@@ -14,9 +14,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..data import LanguageTask, TaskCard, sample_k_shot
+from ..data.romanize import gets_romanized_copy
 from ..encoders import resolve_encoder
 from ..fileio import write_json
-from ..data.romanize import MIN_LATIN_SHARE, latin_share
 from ..meta.adapt_steps import SELECTION_EPISODES, SELECTION_LANGUAGES, selection_round, selection_shots
 from ..meta.trainer import MetaTrainingArguments
 from ..meta.warm_start import JointWarmStart
@@ -76,7 +76,7 @@ class BenchmarkCache:
                          **({"sources": self.sources} if self.sources != list(self.card.sources) else {})}
         self.target_rows = {lang: rows_digest({"train": self.train[lang], "test": self.test[lang]}) for lang in self.langs}
         # sources meta-training copies romanised (`romanized_copies`), each a dev language of its own
-        self.copied_sources = sum(latin_share(task.texts) < MIN_LATIN_SHARE for task in self.source_dev.values())
+        self.copied_sources = sum(map(gets_romanized_copy, self.source_dev.values()))
 
     def tuning_langs(self) -> list[str]:
         """The source languages whose dev rows tune the baselines' adaptation (pseudo-targets)."""
