@@ -87,10 +87,15 @@ def test_bad_adapt_steps_is_one_line_error(tmp_path, tiny_encoder_dir, toy_jsonl
     assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "m").exists()
 
 
-def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_encoder_dir):
+def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_encoder_dir, monkeypatch):
     from tests.test_benchmark import small_card
     from xmeta.cli import main
+    from xmeta.meta import source_prototypes
 
+    given = []
+    chosen = source_prototypes.choose_metric
+    monkeypatch.setattr(source_prototypes, "choose_metric",
+                        lambda *args, **kwargs: given.append(kwargs["held_out"]) or chosen(*args, **kwargs))
     card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
     assert main(["meta-train", "--task", str(card), "--encoder", str(tiny_encoder_dir), "--out", str(tmp_path / "m"),
                  "--steps", "1", "--meta_batch", "2", "--eval_every", "0", "--lora_r", "2"]) == 0
@@ -102,6 +107,8 @@ def test_meta_train_on_a_card_chooses_the_adapt_steps_on_dev(tmp_path, tiny_enco
     # one choice per support size up to the meta-training k_shot (4): 1 and 4 rows per class
     by_shots = state["adapt_steps_by_shots"]
     assert set(by_shots) == {"1", "4"} and by_shots["4"] == state["adapt_steps"]
+    assert config["prototype_metric_selection"] == "dev" and state["prototype_metric"]
+    assert given and all(rows is not None for rows in given[0])  # the metric was scored on every source's dev rows
     for k, accuracy in by_shots.items():
         assert config["adapt_steps_by_shots"][k] == int(max(accuracy, key=lambda s: (accuracy[s], -int(s))))
 

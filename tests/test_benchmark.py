@@ -542,6 +542,8 @@ def test_an_option_added_later_leaves_cached_fingerprints_alone_at_its_neutral_v
     assert resolved_settings(EncoderArguments(prototype_source_rows=32), MetaTrainingArguments())["prototype_source_rows"] == 32
     assert plain["prototype_centre"] == "shrunk"  # a new default: a new model; "support" is the model cached before it
     assert "prototype_centre" not in resolved_settings(EncoderArguments(prototype_centre="support"), MetaTrainingArguments())
+    assert plain["metric_selection"] == "dev"  # a new default: a new model; "fold" is the model cached before it
+    assert "metric_selection" not in resolved_settings(EncoderArguments(metric_selection="fold"), MetaTrainingArguments())
     assert "romanized_copies" not in resolved_settings(EncoderArguments(), MetaTrainingArguments(romanized_copies="off"))
     assert without_neutral({"romanized_copies": "off", "meta_head": "on"}) == {"meta_head": "on"}
     assert resolved_settings(EncoderArguments(), MetaTrainingArguments(min_k_shot=1))["min_k_shot"] == 1

@@ -114,3 +114,36 @@ def test_metric_changes_what_the_support_head_predicts():
         weight, bias = mix.support_linear(features[0][support], labels[0][support])
         accuracy[name] = float(((query @ weight.T + bias).argmax(-1) == gold).float().mean())
     assert accuracy["mahalanobis"] > accuracy["euclidean"] + 0.1, accuracy
+
+
+def test_choose_metric_scores_held_out_languages_on_the_rows_given_for_them():
+    """The fold's own rows given as the held-out rows reproduce the default scores; other rows (a language's dev
+    rows) change them; None falls back to the fold's rows for that language."""
+    features, labels = _languages(noisy=6.0, langs=4)
+    kwargs = {"prior": "per_language", "within": "support", "centre": "shrunk"}
+    default = choose_metric(features, labels, 4, **kwargs)
+    same = choose_metric(features, labels, 4, held_out=list(zip(features, labels)), **kwargs)
+    assert same.scores == default.scores
+    assert choose_metric(features, labels, 4, held_out=[None] * 4, **kwargs).scores == default.scores
+    other, other_labels = _languages(noisy=1.0, langs=4)
+    dev = choose_metric(features, labels, 4, held_out=list(zip(other, other_labels)), **kwargs)
+    assert dev.scores != default.scores
+    scatters = [within_scatter_matrix(f, y, 4) for f, y in zip(features, labels)]  # the metric is the fold rows'
+    assert torch.equal(dev.metric, whitening(sum(s for s, _ in scatters), sum(n for _, n in scatters), dev.shrinkage))
+
+
+def test_fold_scores_the_metric_on_the_sources_dev_rows_where_it_has_them(tiny_encoder_dir, monkeypatch):
+    from xmeta.meta import source_prototypes
+
+    tasks, dev = _tasks(("aa", "bb", "cc"), per_class=6), _tasks(("aa", "bb"), per_class=4)
+    given = []
+    chosen = source_prototypes.choose_metric
+    monkeypatch.setattr(source_prototypes, "choose_metric",
+                        lambda *args, **kwargs: given.append(kwargs["held_out"]) or chosen(*args, **kwargs))
+    model = _trained_like(tiny_encoder_dir, prototype_metric="sources", prototype_metric_selection="dev")
+    fold_source_prototypes(model, tasks, per_class=2, dev_tasks=dev)
+    rows = [None if d is None else len(d[1]) for d in given[-1]]
+    assert rows == [4 * model.config.num_labels, 4 * model.config.num_labels, None]  # cc has no dev rows: its fold rows
+    model.config.prototype_metric_selection = "fold"  # folders written before the setting
+    fold_source_prototypes(model, tasks, per_class=2, dev_tasks=dev)
+    assert given[-1] == [None, None, None]

@@ -188,10 +188,11 @@ def test_meta_train_ends_with_the_fold(tmp_path, tiny_encoder_dir, toy_jsonl):
     del config["prototype_prior_within"]  # a folder saved before the setting: the sources' w, as it was measured
     del config["prototype_source_rows"]  # and before the flag: its fold read 8 rows per class and language
     del config["prototype_centre"]  # and before the centre's shrinkage: the support's own centre
+    del config["prototype_metric_selection"]  # and before the dev rows scored the metric: the fold's rows
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     old = XMetaForSequenceClassification.from_pretrained(tmp_path / "m")
     assert old.prototype_mix.within == "sources" and old.config.prototype_source_rows == 8
-    assert old.prototype_mix.centre == "support"
+    assert old.prototype_mix.centre == "support" and old.config.prototype_metric_selection == "fold"
 
 
 def test_per_language_prior_weight_is_within_over_the_languages_own_distance():

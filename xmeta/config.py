@@ -67,6 +67,7 @@ class XMetaConfig(PretrainedConfig):
     prototype_metric_shrinkage: float = 1.0  # the sources' covariance shrunk toward the identity by this (1: Euclidean)
     prototype_source_rows: int = 8  # rows per class and source language the fold read (8: folders written before the flag)
     prototype_centre: str = "support"  # shrunk | support: a support's centre (support: folders written before the setting)
+    prototype_metric_selection: str = "fold"  # dev | fold: rows that score the metric's α (fold: folders written before it)
     adapter_generator: bool = False  # a hypernetwork generates each language's start (see modeling.generator)
     generator_dim: int = 16  # size of its source-language embeddings
     head_lr_scale: float = 1.0  # the head's inner-loop rate is this times the others'

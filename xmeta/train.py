@@ -110,7 +110,7 @@ def meta_train(cmd: MetaTrainCommand, data: DataArguments, enc: EncoderArguments
     )
     model.config.romanized_languages = [lang for lang, task in tasks.items()
                                         if romanization_needed(enc.romanize, model.tokenizer, lang, task.texts)]
-    run = MetaTrainingRun(tasks, train.seed, model.config.adapt_steps or DEFAULT_ADAPT_STEPS)
+    run = MetaTrainingRun(tasks, train.seed, model.config.adapt_steps or DEFAULT_ADAPT_STEPS, dev_tasks=dev_tasks)
     for component in model.components.values():
         component.before_meta_training(model, run)
     warm_start = None

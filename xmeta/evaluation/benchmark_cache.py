@@ -39,7 +39,7 @@ def write_record(path: Path, obj: dict) -> None:
 NEUTRAL_SETTINGS = {"source_mixer": "attention", "adapter_generator": "off", "generator_dim": 16, "generator_lr": 0.0,
                     "min_k_shot": 0, "routing_self": "off", "romanized_copies": "off", "prior_within": "sources",
                     "prototype_metric": "euclidean", "prototype_source_rows": 8,
-                    "prototype_centre": "support"}
+                    "prototype_centre": "support", "metric_selection": "fold"}
 REPORT_ONLY_CARD_KEYS = re.compile(r"^\s*report_separately:.*\n", re.M)  # decide how cells are grouped, not their numbers
 
 

@@ -69,7 +69,7 @@ METHODS = (
     Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
            "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
            "estimated for each language; θ's head is the source prototypes for K=0), distances under the sources' "
-           "within-class covariance, each support's centre shrunk toward the sources' (James-Stein), with romanised "
+           "within-class covariance (its shrinkage chosen on the sources' dev rows), each support's centre shrunk toward the sources' (James-Stein), with romanised "
            "copies of the sources in scripts other than Latin"),
     Method("xmeta+text", "xmeta", "xmeta's model given each target's unlabelled training texts (labels unused): "
            "their mean feature centres its prototypes, and at K=0 the source prototypes (`adapt --target_text`)",
@@ -80,10 +80,10 @@ METHODS = (
            "on the sources as written only (the default before the copies)", training_flags={"romanized_copies": "off"},
            ablation=True),
     Method("xmeta-owncentre", "xmeta", "each support's own centre (`--prototype_centre support`): the default before "
-           "the shrunk centre", {"prototype_centre": "support"}, ablation=True),
+           "the shrunk centre", {"prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
     Method("xmeta-euclidean", "xmeta", "Euclidean prototypes on the support's own centre (`--prototype_metric "
            "euclidean --prototype_centre support`): the default before the sources' covariance",
-           {"prototype_metric": "euclidean", "prototype_centre": "support"}, ablation=True),
+           {"prototype_metric": "euclidean", "prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
     Method("xmeta+mix", "xmeta", "the prototypes added to a meta-learned head (a learned mix), not the head alone",

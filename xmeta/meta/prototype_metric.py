@@ -10,9 +10,12 @@ language's class mean; so few rows need shrinking toward a scaled identity,
     Σ_α = (1 − α)·S + α·(tr S / d)·I,
 
 and α is chosen on the sources themselves (`choose_metric`): each source language in turn is held out,
-Σ_α and the prior are estimated from the others, and supports of 1 and 4 rows per class of its fold
-rows classify its other fold rows. α = 1 is the Euclidean head, so a task where the covariance does not
-help keeps it.
+Σ_α and the prior are estimated from the others, and supports of 1 and 4 rows per class of its dev rows
+classify its other dev rows (without dev rows: its fold rows). Dev rows, because on parallel data the fold
+rows of different languages name the same items (CLDR: translations of the same emoji), so a held-out
+language's fold rows are partly known to the others' means and covariance, and the dev split's items are
+in no training row (cldr-emoji: 0.25 on the fold rows, 0.5 on the dev rows). α = 1 is the Euclidean head,
+so a task where the covariance does not help keeps it.
 
 The metric is kept as the whitening matrix M = Σ_α^{-1/2}·√(tr S / d) (M = I at α = 1, so distances
 keep their scale): the prototype head of the whitened features x·M is W·M on the features themselves,
@@ -84,9 +87,11 @@ def held_out_accuracy(mix: PrototypeMix, features: torch.Tensor, labels: torch.T
 
 def choose_metric(features: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], num_labels: int, prior: str,
                   within: str, centre: str, candidates: Sequence[float] = SHRINKAGE_CANDIDATES,
-                  shots: Sequence[int] = METRIC_SELECTION_SHOTS, seeds: int = METRIC_SELECTION_SEEDS) -> MetricChoice:
+                  shots: Sequence[int] = METRIC_SELECTION_SHOTS, seeds: int = METRIC_SELECTION_SEEDS,
+                  held_out: Sequence[tuple[torch.Tensor, torch.Tensor] | None] | None = None) -> MetricChoice:
     """α by leave-one-source-language-out accuracy (ties: the larger α, nearer Euclidean); the metric from every
-    source at that α. ``prior``/``within``/``centre`` are the model's prior settings (`PrototypeMix`)."""
+    source at that α. ``prior``/``within``/``centre`` are the model's prior settings (`PrototypeMix`). A held-out
+    language is scored on ``held_out[i]`` (its dev rows' features and labels) where given, else on its fold rows."""
     scatters = [within_scatter_matrix(f, y, num_labels) for f, y in zip(features, labels)]
     total, dof = sum(s for s, _ in scatters), sum(n for _, n in scatters)
     if len(features) < 2:
@@ -103,7 +108,8 @@ def choose_metric(features: Sequence[torch.Tensor], labels: Sequence[torch.Tenso
             mix.source_centre.copy_(fold.centre)
             mix.prior_rows.fill_(min(fold.rows, MAX_PRIOR_ROWS))
             mix.within_variance.fill_(fold.within)
-            scores[alpha] += held_out_accuracy(mix, features[held] @ metric, labels[held], num_labels, shots, seeds)
+            rows, gold = held_out[held] if held_out and held_out[held] is not None else (features[held], labels[held])
+            scores[alpha] += held_out_accuracy(mix, rows @ metric, gold, num_labels, shots, seeds)
     means = {alpha: mean(v) if v else 0.0 for alpha, v in scores.items()}
     best = max(candidates, key=lambda alpha: (round(means[alpha], 4), alpha))
     return MetricChoice(whitening(total, dof, best), best, means)

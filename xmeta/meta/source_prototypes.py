@@ -31,6 +31,7 @@ from .source_prior import LanguageMeans, prior_rows
 # rows per class and source language (tagging: sentences per language × classes); 32 was measured and not adopted
 # (README: level on cldr-emoji, -1.3 / -1.1 at K=4 / 16 on gnome-help)
 SOURCE_PROTOTYPE_ROWS = 8
+METRIC_DEV_ROWS = 64  # dev rows per class and source language that score the metric's α (`choose_metric`)
 
 
 def stratified_rows(labels, num_labels: int, per_class: int, seed: int) -> list[int]:
@@ -67,8 +68,11 @@ def generated_start(model, theta: dict[str, torch.Tensor], lang: str) -> dict[st
 
 
 @torch.no_grad()
-def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0) -> SourceFold:
+def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOTYPE_ROWS, seed: int = 0,
+                           dev_tasks: Mapping | None = None) -> SourceFold:
     """Make θ's head θ_head + s·P_src over ``tasks`` (the source languages' training tasks) and set the prior.
+    With the sources' metric, ``dev_tasks`` (the same languages' dev tasks, where they have them) score its α
+    (``prototype_metric_selection="dev"``; "fold": the fold's rows, as folders written before the setting).
 
     Runs at the end of meta-training, or on a model meta-trained before (a fold replaces an earlier one)."""
     mix = model.prototype_mix
@@ -79,22 +83,32 @@ def fold_source_prototypes(model, tasks: Mapping, per_class: int = SOURCE_PROTOT
     previous = model.active_language
     model.use_language(None)
     theta = {n: p.detach() for n, p in model.fast_parameters().items()}
-    features, labels, langs = [], [], []
-    for i, (lang, task) in enumerate(sorted(tasks.items())):
-        rows = stratified_rows(task.labels, model.config.num_labels, per_class, seed + i)
-        if not rows:
-            continue
+    num_labels = model.config.num_labels
+    by_dev = model.config.prototype_metric == "sources" and model.config.prototype_metric_selection == "dev"
+    dev_tasks = dev_tasks if by_dev and dev_tasks else {}
+
+    def read(lang: str, task, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = LabelledBatch.build(model, [task.texts[r] for r in rows], [task.labels[r] for r in rows], language=lang)
         with model.reading(lang):
-            features.append(mix.features(model, generated_start(model, theta, lang), batch))
-        labels.append(batch.labels)
+            return mix.features(model, generated_start(model, theta, lang), batch), batch.labels
+
+    features, labels, langs, dev = [], [], [], []
+    for i, (lang, task) in enumerate(sorted(tasks.items())):
+        rows = stratified_rows(task.labels, num_labels, per_class, seed + i)
+        if not rows:
+            continue
+        feature, label = read(lang, task, rows)
+        features.append(feature)
+        labels.append(label)
         langs.append(lang)
+        dev_rows = stratified_rows(dev_tasks[lang].labels, num_labels, METRIC_DEV_ROWS, seed + i) if lang in dev_tasks else []
+        dev.append(read(lang, dev_tasks[lang], dev_rows) if dev_rows else None)
     if not features:
         raise ArgumentError("source prototypes: the source languages have no training rows")
-    num_labels = model.config.num_labels
     choice = None
     if model.config.prototype_metric == "sources":
-        choice = choose_metric(features, labels, num_labels, prior=mix.prior, within=mix.within, centre=mix.centre)
+        choice = choose_metric(features, labels, num_labels, prior=mix.prior, within=mix.within, centre=mix.centre,
+                               held_out=dev)
         model.config.prototype_metric_shrinkage = choice.shrinkage
     mix.metric.copy_(choice.metric if choice is not None else torch.eye(mix.metric.shape[0]))
     features = [f @ mix.metric for f in features]

@@ -46,6 +46,7 @@ class MetaTrainingRun:
     adapt_steps: int  # inner steps of a full adaptation: the model's, or the default where it has none (0, auto)
     # each source language's class means and centre, where a part read them (the adapt-step selection's priors)
     language_means: dict[str, LanguageMeans] | None = None
+    dev_tasks: Mapping[str, Any] | None = None  # the source languages' dev tasks, where the run has them
 
 
 class Component:

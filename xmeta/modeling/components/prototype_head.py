@@ -37,6 +37,11 @@ class PrototypeHeadFlags(ComponentFlags):
         default="shrunk", metadata={"help": "a support's centre (its language's offset) after meta-training: its own mean "
                                             "shrunk toward the source languages' mean centre by how little it exceeds "
                                             "its sampling noise (James-Stein), or its own mean"})
+    metric_selection: Literal["dev", "fold"] = field(
+        default="dev", metadata={"help": "the rows a held-out source language scores the metric's shrinkage on: its "
+                                         "dev rows (items no training row has; without dev rows, its fold rows) or "
+                                         "its fold rows (on parallel data they name items the other sources' rows "
+                                         "name too)"})
     prototype_source_rows: int = field(
         default=SOURCE_PROTOTYPE_ROWS, metadata={"help": "rows per class and source language read after meta-training "
                                                          "for the zero-shot prototypes, the prior and the metric "
@@ -50,7 +55,7 @@ class PrototypeHeadFlags(ComponentFlags):
         return {"prototype_head": self.prototype_head == "on", "prototype_meta_head": self.meta_head == "on",
                 "prototype_prior": self.prototype_prior, "prototype_prior_within": self.prior_within,
                 "prototype_metric": self.prototype_metric, "prototype_source_rows": self.prototype_source_rows,
-                "prototype_centre": self.prototype_centre}
+                "prototype_centre": self.prototype_centre, "prototype_metric_selection": self.metric_selection}
 
 
 class PrototypeHead(Component):
@@ -76,7 +81,8 @@ class PrototypeHead(Component):
         """θ alone predicts at K=0: the source prototypes are folded into its head (`fold_source_prototypes`);
         their per-language class means are the adapt-step selection's leave-one-out priors. The metric's
         choice is recorded in the trainer state."""
-        fold = fold_source_prototypes(model, run.tasks, per_class=model.config.prototype_source_rows, seed=run.seed)
+        fold = fold_source_prototypes(model, run.tasks, per_class=model.config.prototype_source_rows, seed=run.seed,
+                                      dev_tasks=run.dev_tasks)
         run.language_means = fold.language_means
         model.trainer_state.source_rows = fold.rows
         if fold.metric is not None:
