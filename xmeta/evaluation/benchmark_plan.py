@@ -79,10 +79,10 @@ METHODS = (
     Method("xmeta-romancopies", "xmeta", "no romanised copies of the sources (`--romanized_copies off`): θ meta-trains "
            "on the sources as written only (the default before the copies)", training_flags={"romanized_copies": "off"},
            ablation=True),
-    Method("xmeta-owncentre", "xmeta", "each support's own centre (`--prototype_centre support`): the default before "
-           "the shrunk centre", {"prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
+    Method("xmeta-owncentre", "xmeta", "each support's own centre (`--prototype_centre support --metric_selection "
+           "fold`): the default before the shrunk centre", {"prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
     Method("xmeta-euclidean", "xmeta", "Euclidean prototypes on the support's own centre (`--prototype_metric "
-           "euclidean --prototype_centre support`): the default before the sources' covariance",
+           "euclidean --prototype_centre support --metric_selection fold`): the default before the sources' covariance",
            {"prototype_metric": "euclidean", "prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
