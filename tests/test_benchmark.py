@@ -218,7 +218,7 @@ def test_each_setting_changes_the_fingerprints_it_determines(tmp_path, tiny_enco
     models, cells, tuning = prints(replace(plan, target_text="train"))
     assert models == base[0] and {m for m in cells if cells[m] != base[1][m]} == {"xmeta+me", "xmeta-full"}
     models, cells, tuning = prints(replace(plan, tuning_steps=[10]))
-    assert models == base[0] and {m for m in cells if cells[m] != base[1][m]} == {"joint-ft", "joint-ft-2x", "target-only"}
+    assert models == base[0] and {m for m in cells if cells[m] != base[1][m]} == {m for m in cells if methods[m].kind in ("joint-ft", "target-only")}
     other = card.with_name("other.yaml")
     other.write_text(card.read_text().replace("seed: 0", "seed: 1", 1))  # another split of the same rows
     assert all(a != b for a, b in zip(prints(task=other)[0].values(), base[0].values()))
@@ -268,6 +268,56 @@ def test_sources_flag_reaches_meta_training(tmp_path, tiny_encoder_dir, monkeypa
     with pytest.raises(RuntimeError, match="stop here"):
         bench.meta_trained(next(m for m in METHODS if m.name == "xmeta"))
     assert seen == ["fr,de"]
+
+
+def test_all_layers_row_meta_trains_lora_in_every_layer(tmp_path, tiny_encoder_dir, monkeypatch):
+    """`xmeta-alllayers` reaches meta-training as `--lora_layers 0` and is a model of its own (fingerprint)."""
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation import benchmark_models
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta,xmeta-alllayers"), ("yo",)),
+                      tmp_path / "b", str(card), str(tiny_encoder_dir))
+    methods = {m.name: m for m in METHODS}
+    seen = []
+
+    def meta_train(_cmd, _data, encoder, _training):
+        seen.append(encoder.lora_layers)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(benchmark_models, "meta_train", meta_train)
+    for name in ("xmeta", "xmeta-alllayers"):
+        with pytest.raises(RuntimeError, match="stop here"):
+            bench.meta_trained(methods[name])
+    assert seen == [4, 0]
+    assert bench.model_fingerprint(methods["xmeta-alllayers"]) != bench.model_fingerprint(methods["xmeta"])
+
+
+def test_all_layers_baselines_build_on_their_own_b1_with_lora_in_every_layer(tmp_path, tiny_encoder_dir):
+    """B1/B2 at xmeta-alllayers' placement: one B1 of their own (not the default B1), LoRA in every layer of it."""
+    import re
+
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    names = "joint,joint-ft,joint-alllayers,joint-ft-alllayers"
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods=names), ("yo",)),
+                      tmp_path / "b", str(card), str(tiny_encoder_dir))
+    m = {method.name: method for method in METHODS}
+    assert bench.model_dir(m["joint-ft-alllayers"]) == bench.model_dir(m["joint-alllayers"])
+    assert bench.model_dir(m["joint-ft"]) == bench.model_dir(m["joint"]) != bench.model_dir(m["joint-alllayers"])
+
+    model = bench.fresh_model(m["joint-alllayers"])
+    names = [n for n, _ in model.named_parameters() if re.search(r"layer\.\d+\.", n)]
+    index = [re.search(r"layer\.(\d+)\.", n).group(1) for n in names]
+    # every layer carries LoRA (the tiny encoder has 2 layers: the default's top 4 would cover them too)
+    assert {i for i, n in zip(index, names) if "lora_A" in n} == set(index)
+    assert model.config.lora_layers == 0
+    assert bench.fresh_model(m["joint"]).config.lora_layers == 4
 
 
 def test_the_selection_cap_names_itself_only_where_it_binds(tmp_path, tiny_encoder_dir, monkeypatch):

@@ -92,7 +92,8 @@ class BenchmarkCache:
                          "seed": self.plan.training_seed}
         if method.kind in ("joint", "joint-ft", "oracle"):
             return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way(), self.joint_multiple(method)),
-                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class}
+                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class,
+                    **({"flags": method.encoder_flags} if method.encoder_flags else {})}
         if method.kind == "xmeta":
             steps = {"meta_steps": p.meta_steps_at(method.multiple)}
             if method.warm_start:
@@ -191,7 +192,8 @@ class BenchmarkCache:
     def model_name(self, method: Method) -> str:
         """The trained model (and train record) a method's cells use: B2 and the oracle build on B1."""
         if method.kind in ("joint", "joint-ft", "oracle"):
-            return self.joint_name(self.joint_multiple(method))
+            b1 = method.name if method.kind == "joint" else method.model_of or "joint"
+            return self.joint_name(self.joint_multiple(method), b1)
         return replace(method, name=method.model_of).label if method.model_of else method.label
 
     def train_record(self, method: Method) -> Path:
@@ -201,9 +203,9 @@ class BenchmarkCache:
         return self.out / "models" / f"{self.model_name(method)}-{self.model_fingerprint(method)[:SHORT]}"
 
     @staticmethod
-    def joint_name(multiple: float) -> str:
-        """The B1 model (and its train record) a method with this budget builds on."""
-        return "joint" if multiple == 1 else f"joint-{multiple:g}x"
+    def joint_name(multiple: float, base: str = "joint") -> str:
+        """The B1 model (and its train record) a method with this budget builds on (``base``: that B1's row)."""
+        return base if multiple == 1 else f"{base}-{multiple:g}x"
 
     # ------------------------------------------------------------------- shots and test items
     def shots(self, lang: str, k: int, seed: int) -> list[int]:

@@ -58,13 +58,14 @@ class BenchmarkModels(BenchmarkCache):
             return XMetaForSequenceClassification.from_pretrained(self.joint_model(method))
         if method.kind == "target-only":
             torch.manual_seed(self.plan.training_seed)
-            return self.fresh_model()
+            return self.fresh_model(method)
         return XMetaForSequenceClassification.from_pretrained(self.meta_trained(method))
 
-    def fresh_model(self) -> XMetaForSequenceClassification:
+    def fresh_model(self, method: Method) -> XMetaForSequenceClassification:
+        """An untrained model for a baseline row, its encoder flags (e.g. ``lora_layers``) applied."""
         return XMetaForSequenceClassification.for_labels(
             self.labels, encoder=self.encoder, task=self.card.name, source_languages=self.sources,
-            adapt_steps=self.plan.adapt_steps, max_length=BaseEncoderArguments.max_length)
+            adapt_steps=self.plan.adapt_steps, max_length=BaseEncoderArguments.max_length, **method.encoder_flags)
 
     def meta_trained(self, method: Method) -> Path:
         """Meta-train through the same code as `xmeta meta-train` (resuming its checkpoint)."""
@@ -102,7 +103,7 @@ class BenchmarkModels(BenchmarkCache):
         if (out / "config.json").exists():
             return out
         torch.manual_seed(self.plan.training_seed)
-        model = self.fresh_model()
+        model = self.fresh_model(method)
         texts = [t for task in self.source_train.values() for t in task.texts]
         labels = [y for task in self.source_train.values() for y in task.labels]
         dev = self.source_dev_batch(model)

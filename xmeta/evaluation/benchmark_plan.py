@@ -30,8 +30,10 @@ class Method:
     by_default: bool = True  # run when --methods is not given
     budget: float = 1.0  # the --budgets multiple this copy of the row is trained at
     # reads each target's unlabelled training texts as its language's centre (xmeta: K=0 too; the probe: every
-    # language's); an xmeta row adapts the model of row ``model_of`` (same flags)
+    # language's)
     centres_on_text: bool = False
+    # the row whose trained model this row uses: an xmeta row adapts that row's model (same flags); a B2 or oracle
+    # row names its B1 row (else "joint"); a B1 row is its own
     model_of: str = ""
 
     @property
@@ -65,6 +67,10 @@ METHODS = (
     Method("joint-ft", "joint-ft", "B2 B1 + fine-tuning on the K target examples"),
     Method("joint-ft-2x", "joint-ft", "B2 on a B1 trained twice as long (the budget of xmeta-2x)",
            ablation=True, budget_scale=2, by_default=False),
+    Method("joint-alllayers", "joint", "B1 with LoRA in every encoder layer (`--lora_layers 0`), as `xmeta-alllayers`",
+           {"lora_layers": 0}, ablation=True, by_default=False),
+    Method("joint-ft-alllayers", "joint-ft", "B2 on that B1: LoRA in every encoder layer (`--lora_layers 0`)",
+           {"lora_layers": 0}, ablation=True, by_default=False, model_of="joint-alllayers"),
     Method("target-only", "target-only", "B3 LoRA fine-tuning on the K target examples only"),
     Method("xmeta", "xmeta", "xmeta's default recipe (`xmeta meta-train`): first-order Proto-MAML (the head starts "
            "from the support's class prototypes, shrunk toward the source languages' prototypes by a weight "
@@ -84,6 +90,8 @@ METHODS = (
     Method("xmeta-euclidean", "xmeta", "Euclidean prototypes on the support's own centre (`--prototype_metric "
            "euclidean --prototype_centre support --metric_selection fold`): the default before the sources' covariance",
            {"prototype_metric": "euclidean", "prototype_centre": "support", "metric_selection": "fold"}, ablation=True),
+    Method("xmeta-alllayers", "xmeta", "LoRA in every encoder layer (`--lora_layers 0`), not the top 4 only",
+           {"lora_layers": 0}, ablation=True),
     Method("xmeta-fomaml", "xmeta", "first-order MAML alone: no prototype head", {"prototype_head": "off"},
            ablation=True),
     Method("xmeta+mix", "xmeta", "the prototypes added to a meta-learned head (a learned mix), not the head alone",
