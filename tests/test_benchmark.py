@@ -270,15 +270,15 @@ def test_sources_flag_reaches_meta_training(tmp_path, tiny_encoder_dir, monkeypa
     assert seen == ["fr,de"]
 
 
-def test_all_layers_row_meta_trains_lora_in_every_layer(tmp_path, tiny_encoder_dir, monkeypatch):
-    """`xmeta-alllayers` reaches meta-training as `--lora_layers 0` and is a model of its own (fingerprint)."""
+def test_default_row_meta_trains_lora_in_every_layer_and_top4_row_in_four(tmp_path, tiny_encoder_dir, monkeypatch):
+    """`xmeta` reaches meta-training as `--lora_layers 0` (the default), `xmeta-top4` as 4: models of their own."""
     from xmeta.arguments import BenchmarkCommand
     from xmeta.evaluation import benchmark_models
     from xmeta.evaluation.benchmark import Benchmark
     from xmeta.evaluation.benchmark_plan import plan_from
 
     card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
-    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta,xmeta-alllayers"), ("yo",)),
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="xmeta,xmeta-top4"), ("yo",)),
                       tmp_path / "b", str(card), str(tiny_encoder_dir))
     methods = {m.name: m for m in METHODS}
     seen = []
@@ -288,15 +288,15 @@ def test_all_layers_row_meta_trains_lora_in_every_layer(tmp_path, tiny_encoder_d
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(benchmark_models, "meta_train", meta_train)
-    for name in ("xmeta", "xmeta-alllayers"):
+    for name in ("xmeta", "xmeta-top4"):
         with pytest.raises(RuntimeError, match="stop here"):
             bench.meta_trained(methods[name])
-    assert seen == [4, 0]
-    assert bench.model_fingerprint(methods["xmeta-alllayers"]) != bench.model_fingerprint(methods["xmeta"])
+    assert seen == [0, 4]
+    assert bench.model_fingerprint(methods["xmeta-top4"]) != bench.model_fingerprint(methods["xmeta"])
 
 
 def test_all_layers_baselines_build_on_their_own_b1_with_lora_in_every_layer(tmp_path, tiny_encoder_dir):
-    """B1/B2 at xmeta-alllayers' placement: one B1 of their own (not the default B1), LoRA in every layer of it."""
+    """B1/B2 at xmeta's placement: one B1 of their own (not the default B1, LoRA in the top 4), LoRA in every layer."""
     import re
 
     from xmeta.arguments import BenchmarkCommand

@@ -61,7 +61,7 @@ class BaseEncoderArguments:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout on LoRA's input in training and adaptation"})
     max_length: int = field(default=64, metadata={"help": "longest input in tokens"})
-    lora_layers: int = field(default=4, metadata={"help": "LoRA in the top N encoder layers (0: all)"})
+    lora_layers: int = field(default=0, metadata={"help": "LoRA in the top N encoder layers (0: all, the default)"})
     romanize: Literal["auto", "on", "off"] = field(
         default="auto", metadata={"help": "read a language's texts romanised (uroman): auto = where more than 5%% of its "
                                           "tokens are <unk>; decided once per language and kept in the model"})

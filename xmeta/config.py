@@ -37,9 +37,9 @@ class XMetaConfig(PretrainedConfig):
     # when it makes the adapters: the encoder's attention projections if no targets are named, the indices of the
     # top ``lora_layers`` layers, the head as the per-adapter module; config.json holds it completed.
     lora: LoraConfig = field(default_factory=default_lora)
-    # LoRA in the top N encoder layers (0: all). An xmeta field, not LoraConfig's layers_to_transform: "top N"
+    # LoRA in the top N encoder layers (0: all, the default). An xmeta field, not LoraConfig's layers_to_transform: "top N"
     # needs the depth of the named encoder, known only once it is loaded; the model writes the indices into ``lora``
-    lora_layers: int = 4
+    lora_layers: int = 0
     cache_frozen_layers: bool = True  # run the layers below the LoRA once per episode, not once per step
     source_attention: bool = False  # attention over a bank of source-language adapters
     attention_dim: int = 64
