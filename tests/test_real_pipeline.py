@@ -41,10 +41,14 @@ def adapted(meta_trained, card):
     return meta_trained
 
 
-def test_lora_sits_in_the_top_layers_of_the_real_encoder(meta_trained):
+def test_lora_sits_in_every_layer_of_the_real_encoder_by_default_and_in_the_top_n_if_asked(meta_trained, card):
     lora = [n for n in meta_trained.fast_parameters() if "lora_" in n]
+    assert {next(i for i in range(12) if f".layer.{i}." in n) for n in lora} == set(range(12))
+    assert meta_trained.frozen_layers == 0
+    top4 = XMetaForSequenceClassification.for_labels(card.labels, task=card.name, lora_layers=4)
+    lora = [n for n in top4.fast_parameters() if "lora_" in n]
     assert lora and all(any(f".layer.{i}." in n for i in (8, 9, 10, 11)) for n in lora)
-    assert meta_trained.frozen_layers == 8
+    assert top4.frozen_layers == 8
 
 
 def test_save_load_round_trip_on_real_encoder(adapted, card, tmp_path):
