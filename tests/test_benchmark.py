@@ -320,6 +320,24 @@ def test_all_layers_baselines_build_on_their_own_b1_with_lora_in_every_layer(tmp
     assert bench.fresh_model(m["joint"]).config.lora_layers == 4
 
 
+def test_a_baselines_lora_placement_is_in_its_fingerprint(tmp_path, tiny_encoder_dir):
+    """B1 and B3 name their flags (the top 4 layers): a row with another placement is another model."""
+    from dataclasses import replace
+
+    from xmeta.arguments import BenchmarkCommand
+    from xmeta.evaluation.benchmark import Benchmark
+    from xmeta.evaluation.benchmark_plan import plan_from
+
+    card = small_card(tmp_path, "emoji-a", "en, de, fr, es")
+    bench = Benchmark(plan_from(BenchmarkCommand(task=str(card), methods="joint,target-only"), ("yo",)),
+                      tmp_path / "b", str(card), str(tiny_encoder_dir))
+    for name in ("joint", "target-only"):
+        method = next(m for m in METHODS if m.name == name)
+        assert method.encoder_flags == {"lora_layers": 4}
+        every_layer = replace(method, encoder_flags={"lora_layers": 0})
+        assert bench.model_fingerprint(every_layer) != bench.model_fingerprint(method)
+
+
 def test_the_selection_cap_names_itself_only_where_it_binds(tmp_path, tiny_encoder_dir, monkeypatch):
     """A card whose dev languages (romanised copies included) fit in one selection round keeps the fingerprints
     cached before the cap; past the cap the model is another one."""

@@ -90,10 +90,10 @@ class BenchmarkCache:
         joint stage and meta-training together get the example passes of B1 at the same budget."""
         p, base = self.plan, {"identity": self.identity, "adapt_steps": self.plan.adapt_steps,
                          "seed": self.plan.training_seed}
+        flags = {"flags": method.encoder_flags} if method.encoder_flags else {}  # a baseline's model flags
         if method.kind in ("joint", "joint-ft", "oracle"):
             return {**base, "kind": "joint", "steps": p.joint_steps(self.n_way(), self.joint_multiple(method)),
-                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class,
-                    **({"flags": method.encoder_flags} if method.encoder_flags else {})}
+                    "batch": p.joint_batch, "lr": JOINT_LR, "dev_per_class": p.dev_per_class, **flags}
         if method.kind == "xmeta":
             steps = {"meta_steps": p.meta_steps_at(method.multiple)}
             if method.warm_start:
@@ -110,7 +110,7 @@ class BenchmarkCache:
         if method.kind == "probe":  # nothing in it is seeded: its fingerprint keeps the seed it always had
             return {**base, "seed": 0, "kind": "probe", "per_class": p.probe_per_class, "dev_per_class": p.dev_per_class,
                     "c_grid": PROBE_C_GRID}
-        return {**base, "kind": method.kind}
+        return {**base, "kind": method.kind, **flags}
 
     def selection_cap(self, method: Method) -> dict:
         """`SELECTION_LANGUAGES`, named only where it binds: a model whose dev languages (romanised copies
